@@ -48,7 +48,9 @@ Deno.test("quantize round trip within half a step", () => {
           const error = Math.abs(restored[i] - weights[i]);
           const bound = scale / 2 + 1e-7 * Math.abs(weights[i]) + 1e-9;
           if (!(error <= bound)) {
-            throw new Error(`bits ${bits}: image ${image} layer ${l} value ${i}: error ${error} > half step ${bound}`);
+            throw new Error(
+              `bits ${bits}: image ${image} layer ${l} value ${i}: error ${error} > half step ${bound}`,
+            );
           }
         }
       });
@@ -62,12 +64,16 @@ Deno.test("quantize keeps layer min and max", () => {
   const restored = dequantize(packed);
   const q = sirenParamCount(arch);
   for (const layer of sirenLayers(arch)) {
-    const slice = (a: Float32Array) => a.slice(q + layer.weightOffset, q + layer.biasOffset + layer.outputs);
+    const slice = (a: Float32Array) =>
+      a.slice(q + layer.weightOffset, q + layer.biasOffset + layer.outputs);
     const original = slice(weights);
     const decoded = slice(restored);
     assertEquals(Math.min(...decoded), Math.min(...original));
-    const relative = Math.abs(Math.max(...decoded) - Math.max(...original)) / Math.abs(Math.max(...original));
-    if (relative > 1e-6) throw new Error(`layer ${layer.index}: max moved by ${relative} (relative)`);
+    const relative = Math.abs(Math.max(...decoded) - Math.max(...original)) /
+      Math.abs(Math.max(...original));
+    if (relative > 1e-6) {
+      throw new Error(`layer ${layer.index}: max moved by ${relative} (relative)`);
+    }
   }
 });
 
@@ -83,7 +89,10 @@ Deno.test("bit packing exact for widths 1 to 16", () => {
     const expectedCodes: number[][] = [];
     for (const layer of layers) {
       const count = layer.outputs * (layer.inputs + 1);
-      const codes = Array.from({ length: count }, (_, k) => k < 2 ? k * (levels - 1) : Math.floor(random() * levels));
+      const codes = Array.from(
+        { length: count },
+        (_, k) => k < 2 ? k * (levels - 1) : Math.floor(random() * levels),
+      );
       codes.forEach((code, k) => weights[layer.weightOffset + k] = code);
       expectedCodes.push(codes);
     }
@@ -97,7 +106,11 @@ Deno.test("bit packing exact for widths 1 to 16", () => {
       assertEquals([...actual], [...reference], `bits ${bits} layer ${l} words`);
       expectedCodes[l].forEach((code, k) => {
         if (readCode(packed.codes, start, k * bits, bits) !== code) {
-          throw new Error(`bits ${bits} layer ${l} code ${k}: read ${readCode(packed.codes, start, k * bits, bits)}, expected ${code}`);
+          throw new Error(
+            `bits ${bits} layer ${l} code ${k}: read ${
+              readCode(packed.codes, start, k * bits, bits)
+            }, expected ${code}`,
+          );
         }
       });
     });
@@ -127,7 +140,10 @@ Deno.test("packFloat32 keeps bits exactly", () => {
   const mixed = quantize(arch, weights, [32, 8, 8, 32]);
   const restored = dequantize(mixed);
   const first = sirenLayers(arch)[0];
-  assertEquals(restored.slice(0, first.biasOffset + first.outputs), weights.slice(0, first.biasOffset + first.outputs));
+  assertEquals(
+    restored.slice(0, first.biasOffset + first.outputs),
+    weights.slice(0, first.biasOffset + first.outputs),
+  );
 });
 
 Deno.test("quantize rejects invalid input", () => {

@@ -51,9 +51,14 @@ export interface PackedLayout {
  * Expands `bitsPerLayer` (one width for every layer, or one per layer) to one
  * width per layer and validates it. Throws a RangeError naming the bad value.
  */
-export function resolveLayerBits(arch: SirenArch, bitsPerLayer: number | readonly number[]): number[] {
+export function resolveLayerBits(
+  arch: SirenArch,
+  bitsPerLayer: number | readonly number[],
+): number[] {
   const layerCount = sirenLayers(arch).length;
-  const bits = typeof bitsPerLayer === "number" ? new Array(layerCount).fill(bitsPerLayer) : [...bitsPerLayer];
+  const bits = typeof bitsPerLayer === "number"
+    ? new Array(layerCount).fill(bitsPerLayer)
+    : [...bitsPerLayer];
   if (bits.length !== layerCount) {
     throw new RangeError(
       `Expected ${layerCount} bit widths (one per layer of a ${arch.sineLayers}x${arch.width} SIREN), ` +
@@ -63,7 +68,9 @@ export function resolveLayerBits(arch: SirenArch, bitsPerLayer: number | readonl
   bits.forEach((b, layer) => {
     const valid = Number.isInteger(b) && ((b >= 1 && b <= MAX_CODE_BITS) || b === FLOAT_BITS);
     if (!valid) {
-      throw new RangeError(`Bit width of layer ${layer} must be an integer in 1..16, or 32 for f32, got ${b}.`);
+      throw new RangeError(
+        `Bit width of layer ${layer} must be an integer in 1..16, or 32 for f32, got ${b}.`,
+      );
     }
   });
   return bits;
@@ -94,7 +101,9 @@ export function quantize(
 ): QuantizedInrs {
   const q = sirenParamCount(arch);
   if (weights.length % q !== 0) {
-    throw new RangeError(`Weights have ${weights.length} values, not a multiple of Q = ${q} for this SIREN.`);
+    throw new RangeError(
+      `Weights have ${weights.length} values, not a multiple of Q = ${q} for this SIREN.`,
+    );
   }
   const bits = resolveLayerBits(arch, bitsPerLayer);
   const layers = sirenLayers(arch);
@@ -121,7 +130,11 @@ export function quantize(
       for (let i = start; i < end; i++) {
         const v = weights[i];
         if (!Number.isFinite(v)) {
-          throw new RangeError(`Weight ${i - image * q} of image ${image} is ${v}, but quantization needs finite weights. Re-encode that image.`);
+          throw new RangeError(
+            `Weight ${
+              i - image * q
+            } of image ${image} is ${v}, but quantization needs finite weights. Re-encode that image.`,
+          );
         }
         if (v < min) min = v;
         if (v > max) max = v;
@@ -134,7 +147,9 @@ export function quantize(
       ranges[rangeIndex] = scale;
       ranges[rangeIndex + 1] = offset;
       for (let k = 0; k < end - start; k++) {
-        const code = scale > 0 ? Math.min(levels, Math.max(0, Math.round((weights[start + k] - offset) / scale))) : 0;
+        const code = scale > 0
+          ? Math.min(levels, Math.max(0, Math.round((weights[start + k] - offset) / scale)))
+          : 0;
         writeCode(codes, firstWord, k * bits[l], bits[l], code);
       }
     }
@@ -149,7 +164,9 @@ export function quantize(
 export function packFloat32(arch: SirenArch, weights: Float32Array): QuantizedInrs {
   const q = sirenParamCount(arch);
   if (weights.length % q !== 0) {
-    throw new RangeError(`Weights have ${weights.length} values, not a multiple of Q = ${q} for this SIREN.`);
+    throw new RangeError(
+      `Weights have ${weights.length} values, not a multiple of Q = ${q} for this SIREN.`,
+    );
   }
   const layerCount = sirenLayers(arch).length;
   const bits = new Array(layerCount).fill(FLOAT_BITS);
@@ -195,7 +212,13 @@ export function readCode(words: Uint32Array, firstWord: number, bit: number, bit
   return (value & ((1 << bits) - 1)) >>> 0;
 }
 
-function writeCode(words: Uint32Array, firstWord: number, bit: number, bits: number, code: number): void {
+function writeCode(
+  words: Uint32Array,
+  firstWord: number,
+  bit: number,
+  bits: number,
+  code: number,
+): void {
   const w = firstWord + (bit >>> 5);
   const shift = bit & 31;
   words[w] |= code << shift;

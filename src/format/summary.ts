@@ -1,0 +1,144 @@
+// The figures that `rapid-inr info` prints about a .rinr file.
+
+import type { SirenArch } from "../inr/siren.ts";
+import type { RinrFile } from "./rinr.ts";
+import { readRinr } from "./rinr_file.ts";
+
+/** Counts, sizes and quality of one .rinr file. */
+export interface RinrSummary {
+  file: string;
+  formatVersion: number;
+  /** Total file size in bytes. */
+  fileBytes: number;
+  imageCount: number;
+  classNames: string[];
+  /** Images per class, indexed by label. */
+  imagesPerClass: number[];
+  /** Image side R in pixels. */
+  resolution: number;
+  arch: SirenArch;
+  /** Q, parameters per image. */
+  paramCount: number;
+  weightEncoding: "f32" | "uniform";
+  /** Bit width per layer, 32 for f32 layers. */
+  bitsPerLayer: number[];
+  /** Bytes of the weight sections (codes and ranges, or fp32 values) times 8, per parameter. */
+  bitsPerWeight: number;
+  /** Whole file in bits per pixel (bpp), the usual image-compression rate. */
+  bitsPerPixel: number;
+  /** File bytes as a percentage of the raw RGB size N * R * R * 3 bytes. */
+  percentOfRaw: number;
+  /** Mean, minimum and maximum PSNR in dB over images with a finite PSNR; undefined when there are none. */
+  psnr?: { mean: number; min: number; max: number };
+  /** Images fitted exactly (infinite PSNR). */
+  exactImages: number;
+  /** Payload bytes per section, in file order. */
+  sections: { tag: string; bytes: number }[];
+  /** Tags of optional sections this version does not read. */
+  ignoredSections: string[];
+  source: string;
+  seed?: number;
+}
+
+/** Reads a .rinr file and summarizes it. Throws a `FormatError` for an invalid file. */
+export async function summarizeRinr(path: string): Promise<RinrSummary> {
+  return summarizeRinrFile(await readRinr(path));
+}
+
+/** Summarizes an already parsed .rinr file. */
+export function summarizeRinrFile(file: RinrFile): RinrSummary {
+  const n = file.labels.length;
+  const r = file.resolution;
+  const paramCount = file.header.paramCount;
+  const weightTags = new Set(["WF32", "QRNG", "QCOD"]);
+  const weightBytes = file.sections.filter((s) => weightTags.has(s.tag)).reduce(
+    (sum, s) => sum + s.bytes,
+    0,
+  );
+  const bitsPerLayer = file.header.weights.encoding === "uniform"
+    ? file.header.weights.bits
+    : new Array(file.arch.sineLayers + 1).fill(32);
+
+  const imagesPerClass = new Array(file.classNames.length).fill(0);
+  for (const label of file.labels) imagesPerClass[label]++;
+
+  let sum = 0;
+  let finite = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  for (const value of file.psnr) {
+    if (!Number.isFinite(value)) continue;
+    sum += value;
+    finite++;
+    min = Math.min(min, value);
+    max = Math.max(max, value);
+  }
+
+  const pixels = n * r * r;
+  return {
+    file: file.name,
+    formatVersion: file.formatVersion,
+    fileBytes: file.fileBytes,
+    imageCount: n,
+    classNames: file.classNames,
+    imagesPerClass,
+    resolution: r,
+    arch: file.arch,
+    paramCount,
+    weightEncoding: file.header.weights.encoding,
+    bitsPerLayer,
+    bitsPerWeight: n > 0 ? (weightBytes * 8) / (n * paramCount) : 0,
+    bitsPerPixel: pixels > 0 ? (file.fileBytes * 8) / pixels : 0,
+    percentOfRaw: pixels > 0 ? (100 * file.fileBytes) / (pixels * 3) : 0,
+    psnr: finite > 0 ? { mean: sum / finite, min, max } : undefined,
+    exactImages: n - finite,
+    sections: file.sections.map((s) => ({ tag: s.tag, bytes: s.bytes })),
+    ignoredSections: file.unknownSections.map((s) => s.tag),
+    source: file.source ?? "",
+    seed: typeof file.encode?.seed === "number" ? file.encode.seed : undefined,
+  };
+}
+
+/** Formats a summary as the lines `rapid-inr info` prints. */
+export function formatRinrSummary(summary: RinrSummary): string {
+  const { arch } = summary;
+  const bits = summary.weightEncoding === "f32"
+    ? "fp32"
+    : `uniform, bits per layer [${summary.bitsPerLayer.join(", ")}]`;
+  const lines = [
+    `file         ${summary.file} (format version ${summary.formatVersion}, ${summary.fileBytes} bytes)`,
+    `images       ${summary.imageCount} at ${summary.resolution}x${summary.resolution} px, ${summary.classNames.length} classes`,
+    `classes      ${
+      summary.classNames.map((name, i) => `${name} (${summary.imagesPerClass[i]})`).join(", ")
+    }`,
+    `SIREN        ${arch.sineLayers} sine layers x ${arch.width} wide, w0 ${arch.w0}, Q = ${summary.paramCount} parameters`,
+    `weights      ${bits}, ${summary.bitsPerWeight.toFixed(2)} bits per weight`,
+    `size         ${summary.bitsPerPixel.toFixed(3)} bpp, ${
+      summary.percentOfRaw.toFixed(1)
+    }% of raw RGB`,
+    `PSNR         ${formatPsnr(summary)}`,
+    `sections     ${summary.sections.map((s) => `${s.tag} ${s.bytes} B`).join(", ")}`,
+  ];
+  if (summary.ignoredSections.length > 0) {
+    lines.push(
+      `ignored      ${
+        summary.ignoredSections.join(", ")
+      } (optional sections this version does not read)`,
+    );
+  }
+  lines.push(
+    `source       ${summary.source || "(not recorded)"}${
+      summary.seed !== undefined ? `, seed ${summary.seed}` : ""
+    }`,
+  );
+  return lines.join("\n");
+}
+
+function formatPsnr(summary: RinrSummary): string {
+  const exact = summary.exactImages > 0 ? `, ${summary.exactImages} exact` : "";
+  if (!summary.psnr) {
+    return summary.imageCount > 0 ? `all ${summary.imageCount} images exact` : "no images";
+  }
+  const { mean, min, max } = summary.psnr;
+  return `mean ${mean.toFixed(2)} dB (min ${min.toFixed(2)}, max ${max.toFixed(2)})${exact}`;
+}
