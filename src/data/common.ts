@@ -1,0 +1,112 @@
+// The dataset type every loader returns, the options they share, and the
+// sample selection (`limitPerClass`, `limit`) that all of them apply the same way.
+
+import type { ResizeFilter } from "./resize.ts";
+
+/** A labelled image dataset held in memory, every image square and of one size. */
+export interface Dataset {
+  /** Pixels, shape [N][R][R][3] (N images, side R, RGB), 8-bit, row-major HWC per image. */
+  images: Uint8Array;
+  /** Class index of each image, shape [N], each in 0 .. classNames.length - 1. */
+  labels: Int32Array;
+  /** Class names in label order. */
+  classNames: string[];
+  /** Source of each image: a file path, or `file#record` for records of a binary batch file. */
+  paths: string[];
+  /** Image side R in pixels. */
+  side: number;
+}
+
+/** Options shared by all dataset loaders. */
+export interface LoadOptions {
+  /**
+   * Split folder or split name, such as "train" or "test". Default: "train"
+   * (an image folder without a "train" subfolder is read as the split itself).
+   */
+  split?: string;
+  /**
+   * Output side R in pixels. Images of another size are resized so that the
+   * shorter side is R, then center-cropped. Default: the side of the first
+   * image, which must then be square.
+   */
+  size?: number;
+  /** Resize kernel when images need resizing. Default: "triangle". */
+  filter?: ResizeFilter;
+  /** Keep only the first K images of each class, in the loader's order. Default: all. */
+  limitPerClass?: number;
+  /**
+   * Keep at most this many images in total, taken round-robin over the
+   * classes (the first image of every class, then the second, ...), so the
+   * classes stay balanced. The result keeps the loader's order. Default: all.
+   */
+  limit?: number;
+  /** Receives non-fatal problems, such as skipped files. Default: ignore them. */
+  onWarning?: (message: string) => void;
+  /** Receives (decoded images, images to decode) as decoding progresses. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Returns the indices (ascending) of the samples kept by `limitPerClass` and
+ * `limit`. `labels` are given in the loader's order.
+ */
+export function selectSamples(
+  labels: ArrayLike<number>,
+  options: Pick<LoadOptions, "limitPerClass" | "limit">,
+): number[] {
+  const { limitPerClass, limit } = options;
+  checkLimit("limitPerClass", limitPerClass);
+  checkLimit("limit", limit);
+
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < labels.length; i++) {
+    const members = byClass.get(labels[i]) ?? [];
+    if (limitPerClass === undefined || members.length < limitPerClass) members.push(i);
+    byClass.set(labels[i], members);
+  }
+  const classes = [...byClass.keys()].sort((a, b) => a - b).map((label) => byClass.get(label)!);
+
+  const selected: number[] = [];
+  const total = classes.reduce((sum, members) => sum + members.length, 0);
+  const wanted = Math.min(limit ?? Infinity, total);
+  for (let rank = 0; selected.length < wanted; rank++) {
+    for (const members of classes) {
+      if (rank < members.length && selected.length < wanted) selected.push(members[rank]);
+    }
+  }
+  return selected.sort((a, b) => a - b);
+}
+
+function checkLimit(name: string, value: number | undefined): void {
+  if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}.`);
+  }
+}
+
+/** Checks the `size` option: undefined or a positive integer. */
+export function checkSizeOption(size: number | undefined): void {
+  if (size !== undefined && (!Number.isInteger(size) || size < 1)) {
+    throw new RangeError(`size must be a positive integer number of pixels, got ${size}.`);
+  }
+}
+
+/** Per-class image counts of a dataset, for printing a summary. */
+export interface DatasetSummary {
+  /** Number of images N. */
+  count: number;
+  /** Image side R in pixels. */
+  side: number;
+  /** Each class in label order with its image count. */
+  classes: { name: string; count: number }[];
+}
+
+/** Counts the images of each class. */
+export function describeDataset(dataset: Dataset): DatasetSummary {
+  const counts = new Array<number>(dataset.classNames.length).fill(0);
+  for (const label of dataset.labels) counts[label]++;
+  return {
+    count: dataset.labels.length,
+    side: dataset.side,
+    classes: dataset.classNames.map((name, label) => ({ name, count: counts[label] })),
+  };
+}
