@@ -118,6 +118,8 @@ export class Kernel {
     for (const name of Object.keys(values)) {
       if (!known.has(name)) throw new GpuError(`${this.spec.name}: unknown parameter "${name}".`);
     }
+    // An entry that does not bind "params" takes none, even when its file declares Params.
+    if (this.paramsBytes === 0) return target;
     this.shader.params.forEach(({ name, type }, i) => {
       const value = values[name];
       if (value === undefined || !Number.isFinite(value)) {
