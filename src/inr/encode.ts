@@ -1,0 +1,217 @@
+// Encoding: fits one SIREN per image on the GPU, many images at a time.
+//
+// Conventions of COIN and Rapid-INR: w0 = 30 in every sine layer, a linear
+// output layer, MSE over all pixels and the 3 channels with the full image in
+// every iteration, Adam (0.9, 0.999, 1e-8), cosine learning-rate decay from
+// the initial rate to 0, and the weights of the best PSNR kept per image.
+// Initial weights come from a generator seeded by (seed, image index), so the
+// result does not depend on the batch size.
+
+import type { Gpu } from "../gpu/device.ts";
+import { type AdamSettings, maxBatchImages, SirenFitBatch, type SirenTuning } from "./siren_batch.ts";
+import { type SirenArch, sirenInit, sirenParamCount } from "./siren.ts";
+import { encodePreset } from "./presets.ts";
+
+/** Images to encode: u8 RGB, row-major [count][side][side][3]. */
+export interface EncodeInput {
+  images: Uint8Array;
+  count: number;
+  /** Image side R in pixels. */
+  side: number;
+}
+
+/** Progress report, sent every `progressEvery` iterations and at the end of each batch. */
+export interface EncodeProgress {
+  /** Images whose fitting has finished, over all batches. */
+  imagesDone: number;
+  imageCount: number;
+  /** Index of the first image of the current batch. */
+  batchStart: number;
+  batchImages: number;
+  /** Iterations done in the current batch. */
+  iteration: number;
+  iterations: number;
+  /** Mean best PSNR of the current batch, in dB. */
+  meanPsnr: number;
+  /** Seconds since `encodeImages` started. */
+  seconds: number;
+}
+
+/** Options of {@linkcode encodeImages}; explicit fields override the preset's. */
+export interface EncodeOptions {
+  /** Preset that supplies arch, iterations and learning rate. Default "cifar". */
+  preset?: string;
+  arch?: SirenArch;
+  /** Adam iterations per image. Default: the preset's (5000). */
+  iterations?: number;
+  /** Initial learning rate. Default: the preset's (5e-4). */
+  learningRate?: number;
+  /**
+   * Images fitted together. Default: as many as fit one storage binding and
+   * `memoryBytes`, at most the image count.
+   */
+  batchSize?: number;
+  /**
+   * GPU memory budget in bytes for one batch's buffers, used to size the
+   * default batch. WebGPU does not report free memory. Default 2 GiB.
+   */
+  memoryBytes?: number;
+  /** Seed of the weight initialization, an integer. Default 0. */
+  seed?: number;
+  /** Iterations between progress readbacks (each waits for the GPU). Default 100. */
+  progressEvery?: number;
+  onProgress?: (progress: EncodeProgress) => void;
+  adam?: Partial<AdamSettings>;
+  tuning?: Partial<SirenTuning>;
+}
+
+/** Result of {@linkcode encodeImages}. */
+export interface EncodeResult {
+  /** Best weights per image, [count][Q] in the layout of src/inr/siren.ts. */
+  weights: Float32Array;
+  /** PSNR of those weights per image, in dB, computed on the GPU in float32. */
+  psnr: Float32Array;
+  arch: SirenArch;
+  iterations: number;
+  batchSize: number;
+  /** Wall-clock seconds, uploads and readbacks included. */
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/** Default GPU memory budget of one batch, in bytes. */
+export const DEFAULT_MEMORY_BYTES = 2 * 1024 ** 3;
+
+// 32-bit finalizer of MurmurHash3: spreads nearby seeds and indices apart.
+function mix32(value: number): number {
+  let h = value >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Returns a generator of uniform numbers in [0, 1) (mulberry32) for one image. */
+export function imageRandom(options: { seed: number; index: number }): () => number {
+  let state = mix32(mix32(options.seed) + options.index);
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Returns the initial weights of image `index`, the same for any batch size. */
+export function initialWeights(arch: SirenArch, options: { seed: number; index: number }): Float32Array {
+  return sirenInit(arch, imageRandom(options));
+}
+
+function requirePositiveInteger(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}.`);
+  }
+}
+
+/**
+ * Fits one SIREN per image and returns the best weights and PSNR of each.
+ * Same seed, inputs and adapter give identical weights.
+ */
+export async function encodeImages(
+  gpu: Gpu,
+  input: EncodeInput,
+  options: EncodeOptions = {},
+): Promise<EncodeResult> {
+  const started = performance.now();
+  const { count, side, images } = input;
+  requirePositiveInteger("Image count", count);
+  requirePositiveInteger("Image side", side);
+  const pixels = side * side;
+  if (!(images instanceof Uint8Array) || images.length !== count * pixels * 3) {
+    throw new RangeError(
+      `Images must be a Uint8Array of ${count} x ${side} x ${side} x 3 = ${count * pixels * 3} bytes, ` +
+        `got ${images?.length} bytes.`,
+    );
+  }
+
+  const preset = encodePreset(options.preset ?? "cifar");
+  const arch = options.arch ?? preset.arch;
+  const iterations = options.iterations ?? preset.iterations;
+  const learningRate = options.learningRate ?? preset.learningRate;
+  const seed = options.seed ?? 0;
+  const progressEvery = options.progressEvery ?? 100;
+  const memoryBytes = options.memoryBytes ?? DEFAULT_MEMORY_BYTES;
+  requirePositiveInteger("Iterations", iterations);
+  requirePositiveInteger("progressEvery", progressEvery);
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`Seed must be an integer, got ${seed}.`);
+  if (!(memoryBytes > 0)) throw new RangeError(`memoryBytes must be positive, got ${memoryBytes}.`);
+
+  const fitting = { arch, side, memoryBytes, tuning: options.tuning };
+  const maxImages = maxBatchImages(gpu, fitting);
+  let batchSize = Math.min(count, maxImages);
+  if (options.batchSize !== undefined) {
+    requirePositiveInteger("Batch size", options.batchSize);
+    if (options.batchSize > maxImages) {
+      throw new RangeError(
+        `Batch size ${options.batchSize} does not fit: at most ${maxImages} images of this shape fit ` +
+          `the adapter's binding limit and the memory budget of ${memoryBytes} bytes.`,
+      );
+    }
+    batchSize = Math.min(count, options.batchSize);
+  }
+
+  const q = sirenParamCount(arch);
+  const weights = new Float32Array(count * q);
+  const psnr = new Float32Array(count);
+  const batch = await SirenFitBatch.create(gpu, {
+    arch,
+    side,
+    capacity: batchSize,
+    iterations,
+    learningRate,
+    adam: options.adam,
+    tuning: options.tuning,
+  });
+  try {
+    for (let batchStart = 0; batchStart < count; batchStart += batchSize) {
+      const batchImages = Math.min(batchSize, count - batchStart);
+      const initial = new Float32Array(batchImages * q);
+      for (let i = 0; i < batchImages; i++) {
+        initial.set(initialWeights(arch, { seed, index: batchStart + i }), i * q);
+      }
+      batch.load({
+        images: images.subarray(batchStart * pixels * 3, (batchStart + batchImages) * pixels * 3),
+        weights: initial,
+      });
+
+      const report = (best: Float32Array, imagesDone: number) => {
+        options.onProgress?.({
+          imagesDone,
+          imageCount: count,
+          batchStart,
+          batchImages,
+          iteration: batch.stepsDone,
+          iterations,
+          meanPsnr: best.reduce((sum, value) => sum + value, 0) / best.length,
+          seconds: (performance.now() - started) / 1000,
+        });
+      };
+      while (batch.stepsDone < iterations) {
+        batch.run(Math.min(progressEvery, iterations - batch.stepsDone));
+        if (options.onProgress && batch.stepsDone < iterations) {
+          report((await batch.readScores()).best, batchStart);
+        }
+      }
+
+      const scores = await batch.readScores();
+      weights.set(await batch.readBestWeights(), batchStart * q);
+      psnr.set(scores.best, batchStart);
+      report(scores.best, batchStart + batchImages);
+    }
+  } finally {
+    batch.destroy();
+  }
+
+  const seconds = (performance.now() - started) / 1000;
+  return { weights, psnr, arch, iterations, batchSize, seconds, imagesPerSecond: count / seconds };
+}
