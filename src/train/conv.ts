@@ -1,0 +1,407 @@
+// 2-D convolution for ResNet training: shape checks, dispatch recording for
+// the kernels of wgsl/conv2d.wgsl, and float64 CPU references.
+//
+// Tensors are f32 in NCHW order, weights [K][C][KH][KW] with KH = KW, no bias
+// (batch norm follows every convolution). Each GPU method records dispatches
+// into a caller's `Plan` and overwrites its output, so a training step stays
+// one submit. backward_weight reduces over N*OH*OW, which is long, so it
+// splits that sum into chunks that run in parallel and adds them in a second
+// pass; the caller provides the scratch buffer for the partial sums.
+
+import { Gpu, GpuError } from "../gpu/device.ts";
+import { type Binding, compileKernel, type Kernel, Plan } from "../gpu/kernel.ts";
+
+/** Shape of one convolution; all values are counts of elements or pixels. */
+export interface ConvShape {
+  /** Batch size N. */
+  n: number;
+  /** Input channels C. */
+  c: number;
+  /** Input height H. */
+  h: number;
+  /** Input width W. */
+  w: number;
+  /** Output channels K. */
+  k: number;
+  /** Side of the square filter (1, 3 and 7 in ResNet-18). */
+  kernel: number;
+  /** Step between filter positions, in input pixels. */
+  stride: number;
+  /** Zero padding on each side, in input pixels. */
+  pad: number;
+}
+
+/** Register tile and workgroup size of one kernel. */
+export interface ConvTiles {
+  /** Channels per invocation (TM), 1 to 8. */
+  rows: number;
+  /** Pixels, or filter positions in backward_weight, per invocation (TN): 4 or 8. */
+  columns: number;
+  /** Invocations per workgroup (WG). */
+  workgroup: number;
+}
+
+/** Options for {@linkcode ConvKernels.create}. */
+export interface ConvKernelOptions {
+  /** Tiles of the forward kernel. Default: 8 x 8, workgroup 64. */
+  forward?: ConvTiles;
+  /** Tiles of the backward_data kernel. Default: 8 x 8, workgroup 64. */
+  backwardData?: ConvTiles;
+  /** Tiles of the backward_weight kernel. Default: 8 x 8, workgroup 64. */
+  backwardWeight?: ConvTiles;
+  /**
+   * Output pixels (out of N*OH*OW) summed by one backward_weight chunk,
+   * rounded up to whole output rows. Default: chosen per shape so that the
+   * grid has at least 2^15 invocations and each chunk at least 1024 pixels.
+   */
+  chunkPixels?: number;
+}
+
+const DEFAULT_TILES: ConvTiles = { rows: 8, columns: 8, workgroup: 64 };
+const TARGET_INVOCATIONS = 1 << 15;
+const MIN_CHUNK_PIXELS = 1024;
+
+/** Returns the output height and width of `shape`, after validating it. */
+export function convOutputSize(shape: ConvShape): { h: number; w: number } {
+  for (const key of ["n", "c", "h", "w", "k", "kernel", "stride"] as const) {
+    const value = shape[key];
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(`Convolution ${key} must be a positive integer, got ${value}.`);
+    }
+  }
+  if (!Number.isInteger(shape.pad) || shape.pad < 0) {
+    throw new RangeError(`Convolution pad must be an integer >= 0, got ${shape.pad}.`);
+  }
+  const h = Math.floor((shape.h + 2 * shape.pad - shape.kernel) / shape.stride) + 1;
+  const w = Math.floor((shape.w + 2 * shape.pad - shape.kernel) / shape.stride) + 1;
+  if (h < 1 || w < 1) {
+    throw new RangeError(
+      `Convolution output would be ${h} x ${w} for a ${shape.h} x ${shape.w} input with ` +
+        `kernel ${shape.kernel}, stride ${shape.stride} and pad ${shape.pad}; ` +
+        "use a larger input or more padding.",
+    );
+  }
+  return { h, w };
+}
+
+/** Element counts of the tensors of one convolution. */
+function tensorSizes(shape: ConvShape) {
+  const out = convOutputSize(shape);
+  return {
+    out,
+    x: shape.n * shape.c * shape.h * shape.w,
+    w: shape.k * shape.c * shape.kernel * shape.kernel,
+    y: shape.n * shape.k * out.h * out.w,
+  };
+}
+
+/** The compiled convolution kernels and the recording of their dispatches. */
+export class ConvKernels {
+  readonly gpu: Gpu;
+  #forward: Kernel;
+  #backwardData: Kernel;
+  #backwardWeight: Kernel;
+  #reduce: Kernel;
+  #chunkPixels: number | undefined;
+
+  private constructor(gpu: Gpu, kernels: Kernel[], chunkPixels: number | undefined) {
+    this.gpu = gpu;
+    [this.#forward, this.#backwardData, this.#backwardWeight, this.#reduce] = kernels;
+    this.#chunkPixels = chunkPixels;
+  }
+
+  /** Compiles the four convolution pipelines (cached per device). */
+  static async create(gpu: Gpu, options: ConvKernelOptions = {}): Promise<ConvKernels> {
+    const maxWorkgroup = gpu.device.limits.maxComputeInvocationsPerWorkgroup;
+    const compile = (entry: string, bindings: string[], tiles: ConvTiles = DEFAULT_TILES) => {
+      checkTiles(entry, tiles, maxWorkgroup);
+      return compileKernel(gpu, {
+        name: `conv2d.${entry}`,
+        file: "conv2d.wgsl",
+        entry,
+        bindings: ["params", ...bindings],
+        workgroup: ["WG"],
+        overrides: { WG: tiles.workgroup, TM: tiles.rows, TN: tiles.columns },
+      });
+    };
+    const chunkPixels = options.chunkPixels;
+    if (chunkPixels !== undefined && (!Number.isInteger(chunkPixels) || chunkPixels < 1)) {
+      throw new RangeError(`chunkPixels must be a positive integer, got ${chunkPixels}.`);
+    }
+    const kernels = await Promise.all([
+      compile("forward", ["x", "w", "y"], options.forward),
+      compile("backward_data", ["dy", "w", "dx"], options.backwardData),
+      compile("backward_weight", ["x", "dy", "dw_partial"], options.backwardWeight),
+      compile("backward_weight_reduce", ["dw_partial", "dw"], { ...DEFAULT_TILES, rows: 1, columns: 4 }),
+    ]);
+    return new ConvKernels(gpu, kernels, chunkPixels);
+  }
+
+  /** Bytes of scratch the backward_weight pass needs for this shape (0 if none). */
+  scratchBytes(shape: ConvShape): number {
+    const { chunks } = this.#chunking(shape);
+    return chunks > 1 ? chunks * tensorSizes(shape).w * 4 : 0;
+  }
+
+  /** Records y = conv(x, w); y is overwritten. */
+  forward(plan: Plan, io: { x: Binding; w: Binding; y: Binding }, shape: ConvShape): void {
+    const sizes = tensorSizes(shape);
+    this.#checkBinding("forward", "x", io.x, sizes.x);
+    this.#checkBinding("forward", "w", io.w, sizes.w);
+    this.#checkBinding("forward", "y", io.y, sizes.y);
+    checkDistinct("forward", { y: io.y }, { x: io.x, w: io.w });
+
+    const kernel = this.#forward;
+    const rowTiles = Math.ceil(shape.k / tileOf(kernel, "TM"));
+    const grid = this.#grid(kernel, shape.n * sizes.out.h * sizes.out.w, rowTiles);
+    plan.add(kernel, { x: io.x, w: io.w, y: io.y }, this.#params(shape, { rowTiles }), grid);
+  }
+
+  /** Records dx = the gradient of sum(y * dy) w.r.t. x; dx is overwritten. */
+  backwardData(plan: Plan, io: { dy: Binding; w: Binding; dx: Binding }, shape: ConvShape): void {
+    const sizes = tensorSizes(shape);
+    this.#checkBinding("backwardData", "dy", io.dy, sizes.y);
+    this.#checkBinding("backwardData", "w", io.w, sizes.w);
+    this.#checkBinding("backwardData", "dx", io.dx, sizes.x);
+    checkDistinct("backwardData", { dx: io.dx }, { dy: io.dy, w: io.w });
+
+    // One z slice per stride phase; a phase has at most ceil(H/s) x ceil(W/s) pixels.
+    const kernel = this.#backwardData;
+    const s = shape.stride;
+    const rowTiles = Math.ceil(shape.c / tileOf(kernel, "TM"));
+    const phaseColumns = shape.n * Math.ceil(shape.h / s) * Math.ceil(shape.w / s);
+    const grid = this.#grid(kernel, phaseColumns, rowTiles * s * s);
+    plan.add(kernel, { dy: io.dy, w: io.w, dx: io.dx }, this.#params(shape, { rowTiles }), grid);
+  }
+
+  /**
+   * Records dw = the gradient of sum(y * dy) w.r.t. w, summed over the batch;
+   * dw is overwritten. Needs `scratch` of `scratchBytes(shape)` bytes when
+   * that is not 0.
+   */
+  backwardWeight(
+    plan: Plan,
+    io: { x: Binding; dy: Binding; dw: Binding; scratch?: Binding },
+    shape: ConvShape,
+  ): void {
+    const sizes = tensorSizes(shape);
+    this.#checkBinding("backwardWeight", "x", io.x, sizes.x);
+    this.#checkBinding("backwardWeight", "dy", io.dy, sizes.y);
+    this.#checkBinding("backwardWeight", "dw", io.dw, sizes.w);
+    checkDistinct("backwardWeight", { dw: io.dw, scratch: io.scratch }, { x: io.x, dy: io.dy });
+
+    const kernel = this.#backwardWeight;
+    const { chunks, chunkRows } = this.#chunking(shape);
+    const rowTiles = Math.ceil(shape.k / tileOf(kernel, "TM"));
+    const params = this.#params(shape, { rowTiles, chunkRows, chunks });
+    const columns = shape.c * shape.kernel * shape.kernel;
+    const grid = this.#grid(kernel, columns, rowTiles * chunks);
+    if (chunks === 1) {
+      plan.add(kernel, { x: io.x, dy: io.dy, dw_partial: io.dw }, params, grid);
+      return;
+    }
+
+    const scratchBytes = chunks * sizes.w * 4;
+    if (!io.scratch) {
+      throw new RangeError(
+        `Convolution backwardWeight needs a scratch binding of ${scratchBytes} bytes for this ` +
+          "shape; pass io.scratch sized by scratchBytes(shape).",
+      );
+    }
+    this.#checkBinding("backwardWeight", "scratch", io.scratch, scratchBytes / 4);
+    plan.add(kernel, { x: io.x, dy: io.dy, dw_partial: io.scratch }, params, grid);
+    plan.add(this.#reduce, { dw_partial: io.scratch, dw: io.dw }, params, sizes.w);
+  }
+
+  /** Splits the N*OH rows of the backward_weight reduction into chunks. */
+  #chunking(shape: ConvShape): { chunks: number; chunkRows: number } {
+    const out = convOutputSize(shape);
+    const rows = shape.n * out.h;
+    let chunkPixels = this.#chunkPixels;
+    if (chunkPixels === undefined) {
+      const kernel = this.#backwardWeight;
+      const columns = shape.c * shape.kernel * shape.kernel;
+      const invocations = Math.ceil(columns / tileOf(kernel, "TN")) *
+        Math.ceil(shape.k / tileOf(kernel, "TM"));
+      const wanted = Math.ceil(TARGET_INVOCATIONS / invocations);
+      chunkPixels = Math.max(MIN_CHUNK_PIXELS, Math.ceil(rows * out.w / wanted));
+    }
+    const chunkRows = Math.min(rows, Math.ceil(chunkPixels / out.w));
+    return { chunks: Math.ceil(rows / chunkRows), chunkRows };
+  }
+
+  #params(
+    shape: ConvShape,
+    extra: { rowTiles: number; chunkRows?: number; chunks?: number },
+  ): Record<string, number> {
+    const out = convOutputSize(shape);
+    return {
+      n: shape.n,
+      c: shape.c,
+      h: shape.h,
+      w: shape.w,
+      k: shape.k,
+      kernel: shape.kernel,
+      stride: shape.stride,
+      pad: shape.pad,
+      oh: out.h,
+      ow: out.w,
+      row_tiles: extra.rowTiles,
+      chunk_rows: extra.chunkRows ?? 0,
+      chunks: extra.chunks ?? 1,
+    };
+  }
+
+  /**
+   * Returns the invocation grid for `columns` GEMM columns and `slices` z
+   * slices: column tiles fill x and spill into y past the per-dimension limit.
+   */
+  #grid(kernel: Kernel, columns: number, slices: number): [number, number, number] {
+    const maxPerDim = this.gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    const workgroup = kernel.workgroupSize[0];
+    const workgroups = Math.ceil(Math.ceil(columns / tileOf(kernel, "TN")) / workgroup);
+    const spill = Math.ceil(workgroups / maxPerDim);
+    if (slices > maxPerDim || spill > maxPerDim) {
+      throw new GpuError(
+        `${kernel.spec.name}: ${columns} columns in ${slices} slices exceed the adapter's ` +
+          `${maxPerDim} workgroups per dimension; use a smaller batch.`,
+      );
+    }
+    return [Math.ceil(workgroups / spill) * workgroup, spill, slices];
+  }
+
+  #checkBinding(method: string, name: string, binding: Binding, elements: number): void {
+    const bytes = elements * 4;
+    this.gpu.checkBindingSize(bytes, `Convolution ${method} ${name}`);
+    const size = binding instanceof GPUBuffer
+      ? binding.size
+      : binding.size ?? binding.buffer.size - (binding.offset ?? 0);
+    if (size < bytes) {
+      throw new RangeError(
+        `Convolution ${method}: ${name} has ${size} bytes but the shape needs ${bytes} ` +
+          `(${elements} f32 values); allocate a larger buffer or check the shape.`,
+      );
+    }
+  }
+}
+
+function bufferOf(binding: Binding): GPUBuffer {
+  return binding instanceof GPUBuffer ? binding : binding.buffer;
+}
+
+/**
+ * Throws unless every output lives in a buffer of its own: WebGPU rejects a
+ * dispatch that binds one buffer both read-only and writable, even at
+ * disjoint ranges, and that validation error is silent without an error scope.
+ */
+function checkDistinct(
+  method: string,
+  outputs: Record<string, Binding | undefined>,
+  inputs: Record<string, Binding>,
+): void {
+  const bindings = Object.entries({ ...outputs, ...inputs }).filter(([, b]) => b !== undefined);
+  for (const [name, output] of Object.entries(outputs)) {
+    if (!output) continue;
+    for (const [other, binding] of bindings) {
+      if (other !== name && bufferOf(binding!) === bufferOf(output)) {
+        throw new RangeError(
+          `Convolution ${method}: ${name} and ${other} share one buffer; WebGPU cannot bind a ` +
+            "buffer as both an output and another binding of one dispatch. Use separate buffers.",
+        );
+      }
+    }
+  }
+}
+
+function tileOf(kernel: Kernel, name: "TM" | "TN"): number {
+  return kernel.spec.overrides![name];
+}
+
+function checkTiles(entry: string, tiles: ConvTiles, maxWorkgroup: number): void {
+  if (!Number.isInteger(tiles.rows) || tiles.rows < 1 || tiles.rows > 8) {
+    throw new RangeError(`conv2d.${entry}: tile rows must be an integer in 1..8, got ${tiles.rows}.`);
+  }
+  if (tiles.columns !== 4 && tiles.columns !== 8) {
+    throw new RangeError(`conv2d.${entry}: tile columns must be 4 or 8, got ${tiles.columns}.`);
+  }
+  if (!Number.isInteger(tiles.workgroup) || tiles.workgroup < 1 || tiles.workgroup > maxWorkgroup) {
+    throw new RangeError(
+      `conv2d.${entry}: workgroup size must be an integer in 1..${maxWorkgroup}, got ${tiles.workgroup}.`,
+    );
+  }
+}
+
+type Tensor = ArrayLike<number>;
+
+function checkLength(name: string, array: Tensor, expected: number): void {
+  if (array.length !== expected) {
+    throw new RangeError(`${name} has ${array.length} values, but the shape needs ${expected}.`);
+  }
+}
+
+/** Computes y = conv(x, w) in float64 by direct summation. */
+export function conv2dReference(x: Tensor, w: Tensor, shape: ConvShape): Float64Array {
+  const { out, ...sizes } = tensorSizes(shape);
+  checkLength("x", x, sizes.x);
+  checkLength("w", w, sizes.w);
+  const y = new Float64Array(sizes.y);
+  forEachTap(shape, out, (xi, wi, yi) => {
+    y[yi] += x[xi] * w[wi];
+  });
+  return y;
+}
+
+/** Computes dx, the gradient of sum(y * dy) w.r.t. x, in float64. */
+export function conv2dBackwardDataReference(dy: Tensor, w: Tensor, shape: ConvShape): Float64Array {
+  const { out, ...sizes } = tensorSizes(shape);
+  checkLength("dy", dy, sizes.y);
+  checkLength("w", w, sizes.w);
+  const dx = new Float64Array(sizes.x);
+  forEachTap(shape, out, (xi, wi, yi) => {
+    dx[xi] += dy[yi] * w[wi];
+  });
+  return dx;
+}
+
+/** Computes dw, the gradient of sum(y * dy) w.r.t. w summed over the batch, in float64. */
+export function conv2dBackwardWeightReference(x: Tensor, dy: Tensor, shape: ConvShape): Float64Array {
+  const { out, ...sizes } = tensorSizes(shape);
+  checkLength("x", x, sizes.x);
+  checkLength("dy", dy, sizes.y);
+  const dw = new Float64Array(sizes.w);
+  forEachTap(shape, out, (xi, wi, yi) => {
+    dw[wi] += x[xi] * dy[yi];
+  });
+  return dw;
+}
+
+/** Calls `visit` with the x, w and y indices of every product that lands inside the input. */
+function forEachTap(
+  shape: ConvShape,
+  out: { h: number; w: number },
+  visit: (xi: number, wi: number, yi: number) => void,
+): void {
+  const { n: batch, c: channels, h, w, k: filters, kernel, stride, pad } = shape;
+  for (let n = 0; n < batch; n++) {
+    for (let k = 0; k < filters; k++) {
+      for (let oy = 0; oy < out.h; oy++) {
+        for (let ox = 0; ox < out.w; ox++) {
+          const yi = ((n * filters + k) * out.h + oy) * out.w + ox;
+          for (let c = 0; c < channels; c++) {
+            for (let ky = 0; ky < kernel; ky++) {
+              const iy = oy * stride - pad + ky;
+              if (iy < 0 || iy >= h) continue;
+              for (let kx = 0; kx < kernel; kx++) {
+                const ix = ox * stride - pad + kx;
+                if (ix < 0 || ix >= w) continue;
+                const xi = ((n * channels + c) * h + iy) * w + ix;
+                const wi = ((k * channels + c) * kernel + ky) * kernel + kx;
+                visit(xi, wi, yi);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
