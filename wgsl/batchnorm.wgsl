@@ -1,18 +1,24 @@
 // 2-D batch normalization over f32 NCHW tensors, with an optional fused ReLU.
 //
 // Training mode takes per-channel statistics over the N * H * W values of a
-// channel: bn_stats computes them (two passes over x for a stable variance)
-// and updates the running statistics, bn_apply normalizes. The backward also
-// runs in two dispatches: bn_backward_reduce forms the two per-channel sums
-// that are dbeta and dgamma, and bn_backward_dx applies the closed-form dx.
-// The per-channel kernels run one workgroup per channel (workgroup id x = c),
-// WG invocations walk the channel's N * H * W values and a shared-memory tree
-// sums them, so WG must be a power of two. The elementwise kernels use a 3-D
-// grid (x = pixel s of the H * W plane, y = channel c, z = image n) so that no
-// invocation divides to find its channel.
+// channel. bn_stats computes them, with two passes over x for a stable
+// variance, and updates the running statistics. bn_apply then normalizes.
+// The backward also takes two dispatches. bn_backward_reduce forms the two
+// per-channel sums that are dbeta and dgamma, and bn_backward_dx applies the
+// closed-form dx.
 //
-// Bindings (S = H * W; x, y, dy, dx are [N][C][S] row-major, so the element
-// (n, c, s) is at (n * C + c) * S + s; every other array is [C]):
+// The per-channel kernels run one workgroup per channel (workgroup id x = c).
+// Each workgroup's REDUCE_WG invocations walk the channel's N * H * W values, and a
+// shared-memory tree adds their partial sums, so REDUCE_WG must be a power of
+// two. Its default is larger than WG because only C workgroups exist.
+// NOTE: C workgroups (64 in the ResNet stem) are too few to fill a large GPU.
+// Splitting a channel over several workgroups would need a second pass.
+// The elementwise kernels use a 3-D grid (x = pixel s of the H * W plane,
+// y = channel c, z = image n, WG invocations along x), so that no invocation
+// divides to find its channel.
+//
+// Bindings. S = H * W. x, y, dy and dx are [N][C][S] row-major, so element
+// (n, c, s) is at (n * C + c) * S + s. Every other array is [C].
 //   x:                   array<f32> [N][C][S], read        input of the forward
 //   y:                   array<f32> [N][C][S], read_write  output of the forward
 //   gamma, beta:         array<f32> [C], read              scale and shift
@@ -42,6 +48,7 @@ struct Params {
 }
 
 override WG: u32 = 64;
+override REDUCE_WG: u32 = 256;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -63,13 +70,13 @@ override WG: u32 = 64;
 @group(0) @binding(17) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(18) var<storage, read> dbeta: array<f32>;
 
-var<workgroup> partial: array<vec2f, WG>;
+var<workgroup> partial: array<vec2f, REDUCE_WG>;
 
-// Sums `partial` over the workgroup. Every invocation must call it, because
-// it contains barriers; the trailing barrier lets the caller refill `partial`.
+// Sums `partial` over the workgroup. Every invocation must call it because it
+// contains barriers. The trailing barrier lets the caller refill `partial`.
 fn workgroup_sum(lid: u32) -> vec2f {
   workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+  for (var stride = REDUCE_WG / 2u; stride > 0u; stride = stride / 2u) {
     if (lid < stride) {
       partial[lid] += partial[lid + stride];
     }
@@ -80,9 +87,9 @@ fn workgroup_sum(lid: u32) -> vec2f {
   return total;
 }
 
-// Walks element e = lid, lid + WG, ... of channel c's N * S values. The image
-// index n and pixel s advance by the precomputed quotient and remainder of WG
-// by S, which avoids an integer division per element.
+// Walks element e = lid, lid + REDUCE_WG, ... of channel c's N * S values. The
+// image index n and pixel s advance by the precomputed quotient and remainder
+// of REDUCE_WG by S, which avoids an integer division per element.
 struct ChannelCursor {
   n: u32,
   s: u32,
@@ -92,7 +99,7 @@ struct ChannelCursor {
 
 fn cursor_start(lid: u32) -> ChannelCursor {
   let hw = params.hw;
-  return ChannelCursor(lid / hw, lid % hw, WG / hw, WG % hw);
+  return ChannelCursor(lid / hw, lid % hw, REDUCE_WG / hw, REDUCE_WG % hw);
 }
 
 fn cursor_address(cursor: ChannelCursor, c: u32) -> u32 {
@@ -108,14 +115,14 @@ fn cursor_advance(cursor: ptr<function, ChannelCursor>) {
   }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(REDUCE_WG)
 fn bn_stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
   let count = params.n * params.hw;
 
   var cursor = cursor_start(lid);
   var sum = 0.0;
-  for (var e = lid; e < count; e += WG) {
+  for (var e = lid; e < count; e += REDUCE_WG) {
     sum += x[cursor_address(cursor, c)];
     cursor_advance(&cursor);
   }
@@ -126,7 +133,7 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   // when the mean is large compared with the spread.
   cursor = cursor_start(lid);
   var squares = 0.0;
-  for (var e = lid; e < count; e += WG) {
+  for (var e = lid; e < count; e += REDUCE_WG) {
     let d = x[cursor_address(cursor, c)] - batch_mean;
     squares += d * d;
     cursor_advance(&cursor);
@@ -137,8 +144,8 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
   if (lid == 0u) {
     mean_out[c] = batch_mean;
     invstd_out[c] = 1.0 / sqrt(biased_var + params.eps);
-    // PyTorch convention: the running variance tracks the unbiased variance.
-    // The host rejects count == 1, where it is undefined.
+    // As in PyTorch, the running variance tracks the unbiased variance. The
+    // host rejects count == 1, where it is undefined.
     let unbiased_var = biased_var * f32(count) / f32(count - 1u);
     let m = params.momentum;
     running_mean[c] = (1.0 - m) * running_mean[c] + m * batch_mean;
@@ -174,7 +181,7 @@ fn masked_dy(i: u32, c: u32, xhat: f32) -> f32 {
   return select(0.0, g, gamma[c] * xhat + beta[c] > 0.0);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(REDUCE_WG)
 fn bn_backward_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x;
   let count = params.n * params.hw;
@@ -183,7 +190,7 @@ fn bn_backward_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
 
   var cursor = cursor_start(lid);
   var sums = vec2f(0.0);
-  for (var e = lid; e < count; e += WG) {
+  for (var e = lid; e < count; e += REDUCE_WG) {
     let i = cursor_address(cursor, c);
     let xhat = (x[i] - m) * r;
     let g = masked_dy(i, c, xhat);

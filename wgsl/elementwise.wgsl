@@ -2,7 +2,7 @@
 // copy and fill. Every entry is 1-D over E = params.n elements of a tensor of
 // any shape, one invocation per element i.
 //
-// Bindings (each entry uses the subset it names; all arrays are flat [E]):
+// Bindings. Each entry uses the subset it names, and all arrays are flat [E]:
 //   x:          array<f32> [E], read        input
 //   b:          array<f32> [E], read        second addend of `add`
 //   y:          array<f32> [E], read_write  output (or the tensor changed in place)

@@ -16,8 +16,8 @@
 // the ResNet's FLOPs, so it keeps the simplest layout instead of a tiled one.
 //   linear_forward:         i = n * M + m
 //   linear_backward_input:  i = n * C + c
-//   linear_backward_params: i = m * (C + 1) + k; k < C writes dweight[m][k],
-//                           k == C writes dbias[m], so one dispatch does both.
+//   linear_backward_params: i = m * (C + 1) + k. k < C writes dweight[m][k]
+//                           and k == C writes dbias[m], so one dispatch does both.
 
 struct Params {
   n: u32,

@@ -12,9 +12,9 @@
 //   stats:       LossStats, read_write          the same 20 bytes, bound without atomics
 //
 // cross_entropy and cross_entropy_eval run one workgroup per sample
-// (workgroup id x = n); WG invocations stride over the M logits and combine
-// through shared memory, so WG must be a power of two. loss_reduce is a
-// single workgroup striding over the N samples.
+// (workgroup id x = n). Its WG invocations stride over the M logits and
+// combine through shared memory, so WG must be a power of two. loss_reduce is
+// a single workgroup striding over the N samples.
 //
 // A label >= M is counted in invalid_labels and contributes loss 0 and the
 // plain softmax to dlogits, so the host can reject the batch after reading
@@ -25,9 +25,9 @@ struct Params {
   m: u32,
 }
 
-// Both structs describe the same 20-byte buffer: the per-sample kernels add
-// to the counters with atomics, loss_reduce updates it from one invocation.
-// loss_sum adds one batch mean loss per training step.
+// Both structs describe the same 20-byte buffer. The per-sample kernels add
+// to the counters with atomics, and loss_reduce updates it from one
+// invocation. loss_sum adds one batch mean loss per training step.
 struct LossCounters {
   loss_sum: f32,
   correct: atomic<u32>,
@@ -59,7 +59,7 @@ var<workgroup> shared_value: array<f32, WG>;
 var<workgroup> shared_index: array<u32, WG>;
 
 // Returns the maximum logit of the row starting at `row` and its first index.
-// Every invocation of the workgroup must call it, because it contains barriers.
+// Every invocation of the workgroup must call it because it contains barriers.
 fn row_argmax(row: u32, lid: u32) -> vec2u {
   var best = -3.4028235e38;
   var best_index = 0xffffffffu;
@@ -163,7 +163,7 @@ fn cross_entropy_eval(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
 }
 
 // Adds the batch mean loss to stats.loss_sum and counts the step and its
-// samples; cross_entropy has already counted the correct predictions.
+// samples. cross_entropy has already counted the correct predictions.
 @compute @workgroup_size(WG)
 fn loss_reduce(@builtin(local_invocation_index) lid: u32) {
   var local_sum = 0.0;

@@ -1,7 +1,8 @@
 // Pooling over f32 NCHW tensors: max pooling with saved argmax (the ResNet
 // stem uses kernel 3, stride 2, pad 1) and global average pooling.
 //
-// Bindings (Ho, Wo: output height and width; every tensor is row-major):
+// Bindings. Ho and Wo are the output height and width, and every tensor is
+// row-major:
 //   x:      array<f32> [N][C][H][W], read         input of the forward
 //   y:      array<f32> [N][C][Ho][Wo], read_write max-pool output
 //   argmax: array<u32> [N][C][Ho][Wo], read_write index h * W + w of the
@@ -17,8 +18,8 @@
 // invocation owns one input pixel (x = h * W + w, y = c, z = n) and sums dy
 // over the at most ceil(kernel / stride)^2 windows whose argmax is that pixel,
 // so overlapping windows need no atomics and the sum order is fixed.
-// avgpool_forward walks one (n, c) plane per invocation (1-D, i = n * C + c);
-// avgpool_backward walks one element of dx (1-D).
+// avgpool_forward walks one (n, c) plane per invocation (1-D, i = n * C + c),
+// and avgpool_backward one element of dx (1-D).
 
 struct Params {
   n: u32,
@@ -53,8 +54,8 @@ fn maxpool_forward(@builtin(global_invocation_id) gid: vec3u) {
   let plane = gid.z * params.c + gid.y;
   let base = plane * params.h * params.w;
 
-  // Padding never wins: the host requires pad < kernel, so every window
-  // holds at least one real pixel. Ties keep the first pixel in row-major order.
+  // Padding never wins. The host requires pad < kernel, so every window
+  // contains at least one real pixel. Ties keep the first pixel in row-major order.
   let h0 = i32(oh * params.stride) - i32(params.pad);
   let w0 = i32(ow * params.stride) - i32(params.pad);
   var best = -3.4028235e38;

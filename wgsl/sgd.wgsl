@@ -5,7 +5,7 @@
 //   w = w - lr * v
 // With v starting at zero, the first step gives v = g, as PyTorch does.
 //
-// Bindings (E = params.n parameters; 1-D, one invocation per parameter i):
+// Bindings. E = params.n parameters, with one invocation per parameter i (1-D):
 //   weights:    array<f32> [E], read_write  parameters, updated in place
 //   grads:      array<f32> [E], read        gradients of the loss
 //   velocity:   array<f32> [E], read_write  momentum buffers, updated in place

@@ -31,61 +31,61 @@ export interface BatchNormShape {
   momentum?: number;
 }
 
-/** Buffers of the training-mode forward. All f32; shapes in NCHW letters. */
+/** Buffers of the training-mode forward. All are f32, with shapes in NCHW letters. */
 export interface BatchNormForwardIo {
-  /** Input [N][C][H][W]; read. */
+  /** Input [N][C][H][W], read. */
   x: Binding;
-  /** Output [N][C][H][W]; overwritten. Must not share a buffer with any read binding. */
+  /** Output [N][C][H][W], overwritten. Must not share a buffer with any read binding. */
   y: Binding;
-  /** Scale [C]; read. */
+  /** Scale [C], read. */
   gamma: Binding;
-  /** Shift [C]; read. */
+  /** Shift [C], read. */
   beta: Binding;
-  /** Batch mean [C]; overwritten, and read by the backward. */
+  /** Batch mean [C], overwritten, and read by the backward. */
   mean: Binding;
-  /** 1 / sqrt(biased batch variance + eps) [C]; overwritten, and read by the backward. */
+  /** 1 / sqrt(biased batch variance + eps) [C], overwritten, and read by the backward. */
   invStd: Binding;
-  /** Running mean [C]; updated in place. */
+  /** Running mean [C], updated in place. */
   runningMean: Binding;
-  /** Running unbiased variance [C]; updated in place. */
+  /** Running unbiased variance [C], updated in place. */
   runningVar: Binding;
 }
 
 /** Buffers of the eval-mode forward, which normalizes with the running statistics. */
 export interface BatchNormEvalIo {
-  /** Input [N][C][H][W]; read. */
+  /** Input [N][C][H][W], read. */
   x: Binding;
-  /** Output [N][C][H][W]; overwritten. */
+  /** Output [N][C][H][W], overwritten. */
   y: Binding;
-  /** Scale [C]; read. */
+  /** Scale [C], read. */
   gamma: Binding;
-  /** Shift [C]; read. */
+  /** Shift [C], read. */
   beta: Binding;
-  /** Running mean [C]; read. */
+  /** Running mean [C], read. */
   runningMean: Binding;
-  /** Running unbiased variance [C]; read. */
+  /** Running unbiased variance [C], read. */
   runningVar: Binding;
 }
 
 /** Buffers of the training-mode backward. */
 export interface BatchNormBackwardIo {
-  /** Forward input [N][C][H][W]; read. */
+  /** Forward input [N][C][H][W], read. */
   x: Binding;
-  /** Gradient of the loss with respect to the forward output [N][C][H][W]; read. */
+  /** Gradient of the loss with respect to the forward output [N][C][H][W], read. */
   dy: Binding;
-  /** Scale [C]; read. */
+  /** Scale [C], read. */
   gamma: Binding;
-  /** Shift [C]; read (only used to recompute the fused ReLU mask). */
+  /** Shift [C], read (only used to recompute the fused ReLU mask). */
   beta: Binding;
-  /** Batch mean [C] saved by the forward; read. */
+  /** Batch mean [C] saved by the forward, read. */
   mean: Binding;
-  /** Inverse standard deviation [C] saved by the forward; read. */
+  /** Inverse standard deviation [C] saved by the forward, read. */
   invStd: Binding;
-  /** Gradient with respect to x [N][C][H][W]; overwritten. */
+  /** Gradient with respect to x [N][C][H][W], overwritten. */
   dx: Binding;
-  /** Gradient with respect to gamma [C]; overwritten. */
+  /** Gradient with respect to gamma [C], overwritten. */
   dgamma: Binding;
-  /** Gradient with respect to beta [C]; overwritten. */
+  /** Gradient with respect to beta [C], overwritten. */
   dbeta: Binding;
 }
 
@@ -105,23 +105,40 @@ export class BatchNormKernels {
     [this.#stats, this.#apply, this.#eval, this.#backwardReduce, this.#backwardDx] = kernels;
   }
 
-  /** Compiles the kernels; throws a `GpuError` naming the kernel if one fails. */
+  /** Compiles the kernels. Throws a `GpuError` naming the kernel if one fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<BatchNormKernels> {
-    const overrides = workgroupOverrides(options.workgroupSize);
-    const compile = (entry: string, bindings: string[]) =>
+    const elementwise = { workgroup: "WG", overrides: workgroupOverrides(options.workgroupSize) };
+    const reduction = {
+      workgroup: "REDUCE_WG",
+      overrides: workgroupOverrides(options.reductionWorkgroupSize, "REDUCE_WG"),
+    };
+    const compile = (entry: string, size: typeof elementwise, bindings: string[]) =>
       compileKernel(gpu, {
         name: `batchnorm.${entry}`,
         file: FILE,
         entry,
         bindings: ["params", ...bindings],
-        workgroup: ["WG"],
-        overrides,
+        workgroup: [size.workgroup],
+        overrides: size.overrides,
       });
     const kernels = await Promise.all([
-      compile("bn_stats", ["x", "mean_out", "invstd_out", "running_mean", "running_var"]),
-      compile("bn_apply", ["x", "y", "gamma", "beta", "mean", "invstd"]),
-      compile("bn_eval", ["x", "y", "gamma", "beta", "running_mean_in", "running_var_in"]),
-      compile("bn_backward_reduce", [
+      compile("bn_stats", reduction, [
+        "x",
+        "mean_out",
+        "invstd_out",
+        "running_mean",
+        "running_var",
+      ]),
+      compile("bn_apply", elementwise, ["x", "y", "gamma", "beta", "mean", "invstd"]),
+      compile("bn_eval", elementwise, [
+        "x",
+        "y",
+        "gamma",
+        "beta",
+        "running_mean_in",
+        "running_var_in",
+      ]),
+      compile("bn_backward_reduce", reduction, [
         "x",
         "dy",
         "gamma",
@@ -131,7 +148,7 @@ export class BatchNormKernels {
         "dgamma_out",
         "dbeta_out",
       ]),
-      compile("bn_backward_dx", [
+      compile("bn_backward_dx", elementwise, [
         "x",
         "dy",
         "gamma",

@@ -45,7 +45,7 @@ export class ElementwiseKernels {
     this.#kernels = kernels;
   }
 
-  /** Compiles the kernels; throws a `GpuError` naming the kernel if one fails. */
+  /** Compiles the kernels. Throws a `GpuError` naming the kernel if one fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<ElementwiseKernels> {
     const overrides = workgroupOverrides(options.workgroupSize);
     const entries: [string, string[]][] = [
@@ -103,7 +103,7 @@ export class ElementwiseKernels {
     });
   }
 
-  /** Records dx = 0 where activation <= 0, in place: dx holds dy on entry. */
+  /** Records dx = 0 where activation <= 0, in place. On entry dx contains dy. */
   reluBackwardInPlace(
     plan: Plan,
     io: { activation: Binding; dx: Binding },
@@ -118,7 +118,7 @@ export class ElementwiseKernels {
   /**
    * Records y = a + b (then ReLU when `shape.relu`), the residual join.
    * Overwrites y. Its backward passes dy unchanged to both inputs, so it needs
-   * no kernel of its own: use `reluBackward` first when `relu` was set.
+   * no kernel of its own. When `relu` was set, apply `reluBackward` to dy first.
    */
   add(plan: Plan, io: { a: Binding; b: Binding; y: Binding }, shape: AddShape): void {
     this.#record(plan, { op: "add", entry: "add", shape, relu: shape.relu }, {
@@ -129,9 +129,9 @@ export class ElementwiseKernels {
   }
 
   /**
-   * Records dst += src (then ReLU when `shape.relu`). Accumulates into dst:
-   * the gradient fan-out where a tensor feeds two consumers, or an in-place
-   * residual join.
+   * Records dst += src (then ReLU when `shape.relu`). It accumulates into dst,
+   * for the gradient fan-out where a tensor feeds two consumers or for an
+   * in-place residual join.
    */
   addInto(plan: Plan, io: { src: Binding; dst: Binding }, shape: AddShape): void {
     this.#record(plan, { op: "addInto", entry: "add_into", shape, relu: shape.relu }, {

@@ -98,27 +98,35 @@ export function validateElementCount(op: string, sizes: number[]): number {
   return count;
 }
 
-/** Returns the `override` values for a kernel with the given workgroup size, or none for the default. */
+/**
+ * Returns the `override` values that set the workgroup-size constant `name`
+ * (e.g. "WG"), or undefined to keep the WGSL default. Throws a `RangeError`
+ * unless `size` is a power of two, which the tree reductions need.
+ */
 export function workgroupOverrides(
-  workgroupSize: number | undefined,
+  size: number | undefined,
+  name = "WG",
 ): Record<string, number> | undefined {
-  if (workgroupSize === undefined) return undefined;
-  if (
-    !Number.isInteger(workgroupSize) || workgroupSize < 1 ||
-    (workgroupSize & (workgroupSize - 1)) !== 0
-  ) {
+  if (size === undefined) return undefined;
+  if (!Number.isInteger(size) || size < 1 || (size & (size - 1)) !== 0) {
     throw new RangeError(
-      `workgroupSize must be a power of two, because the reductions halve it, got ${workgroupSize}.`,
+      `Workgroup size ${name} must be a power of two, because the reductions halve it, got ${size}.`,
     );
   }
-  return { WG: workgroupSize };
+  return { [name]: size };
 }
 
 /** Options shared by the `create` functions of the layer kernel families. */
 export interface LayerKernelOptions {
   /**
-   * Invocations per workgroup, a power of two that the adapter allows.
-   * Default: 64, the value in the WGSL files.
+   * Invocations per workgroup (WGSL override WG), a power of two that the
+   * adapter allows. Default: 64, the value in the WGSL files.
    */
   workgroupSize?: number;
+  /**
+   * Invocations per workgroup of the per-channel batch-norm reductions (WGSL
+   * override REDUCE_WG), a power of two. Default: 256, because these kernels
+   * run only one workgroup per channel.
+   */
+  reductionWorkgroupSize?: number;
 }

@@ -1,11 +1,12 @@
 // The ResNet layer kernels other than convolution, compiled together.
 //
-// Every method records dispatches into a `Plan` and never submits, takes
-// `Binding`s (a buffer or a byte range of one, offsets aligned to the
-// adapter's minStorageBufferOffsetAlignment, 256 bytes on most) and a typed
-// shape, and validates both before recording. Tensors are f32 NCHW. Backward
-// methods overwrite their gradient outputs; `elementwise.addInto` is the one
-// op that accumulates, for the gradient fan-out of residual connections.
+// Every method records dispatches into a `Plan` and never submits. It takes
+// `Binding`s and a typed shape and validates both before recording. A
+// binding is a buffer or a byte range of one, whose offset must be a
+// multiple of the adapter's minStorageBufferOffsetAlignment (256 bytes on
+// most adapters). Tensors are f32 NCHW. Backward methods overwrite their
+// gradient outputs, and `elementwise.addInto` is the one op that accumulates,
+// for the gradient fan-out of residual connections.
 //
 // Example, one training-mode batch norm with fused ReLU:
 //   const layers = await LayerKernels.create(gpu);
@@ -61,7 +62,7 @@ export class LayerKernels {
     this.sgd = parts.sgd;
   }
 
-  /** Compiles every kernel (cached per device); throws a `GpuError` naming the kernel that fails. */
+  /** Compiles every kernel (cached per device). Throws a `GpuError` naming the kernel that fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<LayerKernels> {
     const [batchNorm, elementwise, pool, linear, loss, sgd] = await Promise.all([
       BatchNormKernels.create(gpu, options),

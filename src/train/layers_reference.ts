@@ -1,4 +1,4 @@
-// Float64 CPU references of the layer kernels, written for clarity: the tests
+// Float64 CPU references of the layer kernels, written for clarity. The tests
 // compare every GPU kernel with these and check the backward functions with
 // finite differences of the forward ones. Shapes follow the kernel modules.
 
@@ -13,7 +13,7 @@ function channelOf(index: number, shape: { c: number; h: number; w: number }): n
   return Math.floor(index / (shape.h * shape.w)) % shape.c;
 }
 
-/** Batch mean, biased variance and unbiased variance of each channel. */
+/** Computes the batch mean, biased variance and unbiased variance of each channel. */
 export function batchNormStatsReference(
   x: Values,
   shape: BatchNormShape,
@@ -31,9 +31,10 @@ export function batchNormStatsReference(
 }
 
 /**
- * Training-mode batch norm: y = gamma * (x - mean) / sqrt(var + eps) + beta
- * with batch statistics (then ReLU when `shape.relu`), the saved mean and
- * inverse standard deviation, and the running statistics after one update.
+ * Computes training-mode batch norm y = gamma * (x - mean) / sqrt(var + eps) +
+ * beta with batch statistics (then ReLU when `shape.relu`). Also returns the
+ * saved mean and inverse standard deviation and the running statistics after
+ * one update.
  */
 export function batchNormForwardReference(
   input: { x: Values; gamma: Values; beta: Values; runningMean: Values; runningVar: Values },
@@ -64,7 +65,7 @@ export function batchNormForwardReference(
   return { y, mean, invStd, runningMean, runningVar };
 }
 
-/** Eval-mode batch norm with the running statistics (then ReLU when `shape.relu`). */
+/** Computes eval-mode batch norm with the running statistics (then ReLU when `shape.relu`). */
 export function batchNormEvalReference(
   input: { x: Values; gamma: Values; beta: Values; runningMean: Values; runningVar: Values },
   shape: BatchNormShape,
@@ -82,9 +83,9 @@ export function batchNormEvalReference(
 }
 
 /**
- * Training-mode batch-norm backward from the textbook derivation: with
- * dxhat = dy * gamma, dx = invStd / count * (count * dxhat - sum(dxhat) -
- * xhat * sum(dxhat * xhat)). Recomputes the batch statistics from x.
+ * Computes the training-mode batch-norm backward with the textbook formula
+ * dx = invStd / count * (count * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),
+ * where dxhat = dy * gamma. It recomputes the batch statistics from x.
  */
 export function batchNormBackwardReference(
   input: { x: Values; gamma: Values; beta: Values; dy: Values },
@@ -119,17 +120,17 @@ export function batchNormBackwardReference(
   return { dx, dgamma, dbeta };
 }
 
-/** ReLU: max(x, 0). */
+/** Returns max(x, 0) for every element. */
 export function reluReference(x: Values): Float64Array {
   return Float64Array.from(x, (v) => Math.max(v, 0));
 }
 
-/** ReLU backward from the forward output: dy where activation > 0, else 0. */
+/** Returns the ReLU gradient from the forward output: dy where activation > 0, else 0. */
 export function reluBackwardReference(input: { activation: Values; dy: Values }): Float64Array {
   return Float64Array.from(input.dy, (g, i) => (input.activation[i] > 0 ? g : 0));
 }
 
-/** Max pooling with the argmax index h * W + w inside each input plane (first maximum wins ties). */
+/** Computes max pooling and the argmax index h * W + w inside each input plane. The first maximum wins ties. */
 export function maxPoolReference(
   x: Values,
   shape: MaxPoolShape,
@@ -165,7 +166,7 @@ export function maxPoolReference(
   return { y, argmax };
 }
 
-/** Max-pooling backward: scatters each dy to the input pixel its argmax names. */
+/** Computes the max-pooling backward by scattering each dy to the input pixel its argmax names. */
 export function maxPoolBackwardReference(
   input: { argmax: ArrayLike<number>; dy: Values },
   shape: MaxPoolShape,
@@ -180,7 +181,7 @@ export function maxPoolBackwardReference(
   return dx;
 }
 
-/** Global average pooling [N][C][H][W] -> [N][C]. */
+/** Computes global average pooling [N][C][H][W] -> [N][C]. */
 export function avgPoolReference(x: Values, shape: PoolShape): Float64Array {
   const plane = shape.h * shape.w;
   const y = new Float64Array(shape.n * shape.c);
@@ -188,7 +189,7 @@ export function avgPoolReference(x: Values, shape: PoolShape): Float64Array {
   return y;
 }
 
-/** Global-average-pooling backward [N][C] -> [N][C][H][W]. */
+/** Computes the global-average-pooling backward [N][C] -> [N][C][H][W]. */
 export function avgPoolBackwardReference(dy: Values, shape: PoolShape): Float64Array {
   const plane = shape.h * shape.w;
   return Float64Array.from(
@@ -197,7 +198,7 @@ export function avgPoolBackwardReference(dy: Values, shape: PoolShape): Float64A
   );
 }
 
-/** Fully connected forward y = x W^T + b. */
+/** Computes the fully connected forward y = x W^T + b. */
 export function linearReference(
   input: { x: Values; weight: Values; bias: Values },
   shape: LinearShape,
@@ -215,7 +216,7 @@ export function linearReference(
   return y;
 }
 
-/** Fully connected backward: dx = dy W, dW = dy^T x, db = column sums of dy. */
+/** Computes the fully connected backward dx = dy W, dW = dy^T x, db = column sums of dy. */
 export function linearBackwardReference(
   input: { x: Values; weight: Values; dy: Values },
   shape: LinearShape,
@@ -237,10 +238,10 @@ export function linearBackwardReference(
 }
 
 /**
- * Softmax cross-entropy of each sample, the batch mean, the gradient of the
- * mean with respect to the logits, and the top-1 correct count (the first
- * maximal logit is the prediction). Out-of-range labels count as invalid,
- * with loss 0.
+ * Computes the softmax cross-entropy of each sample, the batch mean, the
+ * gradient of the mean with respect to the logits, and the top-1 correct
+ * count, where the first maximal logit is the prediction. Out-of-range labels
+ * count as invalid, with loss 0.
  */
 export function crossEntropyReference(
   input: { logits: Values; labels: ArrayLike<number> },
@@ -276,7 +277,10 @@ export function crossEntropyReference(
   return { sampleLoss, meanLoss, dlogits, correct, invalidLabels };
 }
 
-/** One SGD step (PyTorch convention) with decay where the mask bit is set; returns new weights and velocity. */
+/**
+ * Returns the weights and velocity after one SGD step (PyTorch convention),
+ * with weight decay where the mask bit is set.
+ */
 export function sgdReference(
   input: { weights: Values; grads: Values; velocity: Values; decayMask: ArrayLike<number> },
   options: { learningRate: number; momentum: number; weightDecay: number },

@@ -23,29 +23,29 @@ export interface LinearShape {
 
 /** Buffers of the forward. All f32, row-major. */
 export interface LinearForwardIo {
-  /** Input [N][C]; read. */
+  /** Input [N][C], read. */
   x: Binding;
-  /** Weights [M][C]; read. */
+  /** Weights [M][C], read. */
   weight: Binding;
-  /** Biases [M]; read. */
+  /** Biases [M], read. */
   bias: Binding;
-  /** Output [N][M]; overwritten. */
+  /** Output [N][M], overwritten. */
   y: Binding;
 }
 
 /** Buffers of the backward. All f32, row-major. */
 export interface LinearBackwardIo {
-  /** Forward input [N][C]; read. */
+  /** Forward input [N][C], read. */
   x: Binding;
-  /** Weights [M][C]; read. */
+  /** Weights [M][C], read. */
   weight: Binding;
-  /** Gradient with respect to y [N][M]; read. */
+  /** Gradient with respect to y [N][M], read. */
   dy: Binding;
-  /** Gradient with respect to x [N][C]; overwritten. Omit it to skip that dispatch. */
+  /** Gradient with respect to x [N][C], overwritten. Omit it to skip that dispatch. */
   dx?: Binding;
-  /** Gradient with respect to the weights [M][C]; overwritten. */
+  /** Gradient with respect to the weights [M][C], overwritten. */
   dweight: Binding;
-  /** Gradient with respect to the biases [M]; overwritten. */
+  /** Gradient with respect to the biases [M], overwritten. */
   dbias: Binding;
 }
 
@@ -63,7 +63,7 @@ export class LinearKernels {
     [this.#forward, this.#backwardInput, this.#backwardParams] = kernels;
   }
 
-  /** Compiles the kernels; throws a `GpuError` naming the kernel if one fails. */
+  /** Compiles the kernels. Throws a `GpuError` naming the kernel if one fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<LinearKernels> {
     const overrides = workgroupOverrides(options.workgroupSize);
     const compile = (entry: string, bindings: string[]) =>

@@ -32,25 +32,25 @@ export interface CrossEntropyShape {
 
 /** Buffers of the training loss. */
 export interface CrossEntropyIo {
-  /** Logits [N][M] f32; read. */
+  /** Logits [N][M] f32, read. */
   logits: Binding;
-  /** Class indices [N] u32, each in 0..M-1; read. */
+  /** Class indices [N] u32, each in 0..M-1, read. */
   labels: Binding;
-  /** Gradient of the batch mean loss with respect to the logits [N][M] f32; overwritten. */
+  /** Gradient of the batch mean loss with respect to the logits [N][M] f32, overwritten. */
   dlogits: Binding;
-  /** Per-sample loss [N] f32; overwritten. */
+  /** Per-sample loss [N] f32, overwritten. */
   sampleLoss: Binding;
-  /** Statistics buffer of `LOSS_STATS_BYTES`; added to. */
+  /** Statistics buffer of `LOSS_STATS_BYTES`, added to. */
   stats: Binding;
 }
 
 /** Buffers of the eval pass, which only counts correct predictions. */
 export interface CrossEntropyEvalIo {
-  /** Logits [N][M] f32; read. */
+  /** Logits [N][M] f32, read. */
   logits: Binding;
-  /** Class indices [N] u32; read. */
+  /** Class indices [N] u32, read. */
   labels: Binding;
-  /** Statistics buffer of `LOSS_STATS_BYTES`; its correct, samples, steps and invalid_labels are added to. */
+  /** Statistics buffer of `LOSS_STATS_BYTES`. Its correct, samples, steps and invalid_labels fields are added to. */
   stats: Binding;
 }
 
@@ -64,7 +64,7 @@ export interface LossStats {
   samples: number;
   /** Batches counted. */
   steps: number;
-  /** Samples whose label was out of range; anything but 0 means the labels are broken. */
+  /** Samples whose label was out of range. Any value but 0 means the labels are invalid. */
   invalidLabels: number;
   /** lossSum / steps, or NaN when no step was counted. */
   meanLoss: number;
@@ -86,7 +86,7 @@ export class CrossEntropyKernels {
     [this.#train, this.#eval, this.#reduce] = kernels;
   }
 
-  /** Compiles the kernels; throws a `GpuError` naming the kernel if one fails. */
+  /** Compiles the kernels. Throws a `GpuError` naming the kernel if one fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<CrossEntropyKernels> {
     const overrides = workgroupOverrides(options.workgroupSize);
     const compile = (entry: string, bindings: string[]) =>

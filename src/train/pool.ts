@@ -61,7 +61,7 @@ export class PoolKernels {
     [this.#maxForward, this.#maxBackward, this.#avgForward, this.#avgBackward] = kernels;
   }
 
-  /** Compiles the kernels; throws a `GpuError` naming the kernel if one fails. */
+  /** Compiles the kernels. Throws a `GpuError` naming the kernel if one fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<PoolKernels> {
     const overrides = workgroupOverrides(options.workgroupSize);
     const compile = (entry: string, bindings: string[]) =>
@@ -83,10 +83,10 @@ export class PoolKernels {
   }
 
   /**
-   * Records max pooling. x is [N][C][H][W]; y and argmax are [N][C][Ho][Wo]
+   * Records max pooling. x is [N][C][H][W], and y and argmax are [N][C][Ho][Wo]
    * (see `maxPoolOutputSize`), both overwritten. argmax (u32) stores the
-   * index h * W + w of each maximum inside its input plane, for the backward;
-   * ties keep the first pixel in row-major order.
+   * index h * W + w of each maximum inside its input plane for the backward.
+   * Ties keep the first pixel in row-major order.
    */
   maxPoolForward(
     plan: Plan,
@@ -112,8 +112,8 @@ export class PoolKernels {
 
   /**
    * Records the max-pooling backward: dx[n][c][p] is the sum of dy over the
-   * windows whose argmax is p. dy and argmax are [N][C][Ho][Wo]; dx is
-   * [N][C][H][W] and overwritten, zero where no window selected the pixel.
+   * windows whose argmax is p. dy and argmax are [N][C][Ho][Wo], and dx is
+   * [N][C][H][W], overwritten, and zero where no window selected the pixel.
    */
   maxPoolBackward(
     plan: Plan,
@@ -137,7 +137,7 @@ export class PoolKernels {
     ]);
   }
 
-  /** Records global average pooling: y[n][c] = mean of x[n][c][.][.]. x is [N][C][H][W]; y is [N][C], overwritten. */
+  /** Records global average pooling: y[n][c] = mean of x[n][c][.][.]. x is [N][C][H][W], and y is [N][C], overwritten. */
   avgPoolForward(plan: Plan, io: { x: Binding; y: Binding }, shape: PoolShape): void {
     const op = "pool.avgPoolForward";
     const { params, inputs } = this.#avgParams(op, shape);

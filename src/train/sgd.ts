@@ -1,5 +1,5 @@
 // SGD with momentum and weight decay (wgsl/sgd.wgsl) over one flat parameter
-// buffer, PyTorch convention: g = grad + wd * w; v = momentum * v + g;
+// buffer, in the PyTorch convention g = grad + wd * w, v = momentum * v + g,
 // w -= lr * v. A bit mask selects the parameters that get weight decay, so
 // batch-norm scales and shifts and biases can share the dispatch undecayed.
 
@@ -53,13 +53,13 @@ export function buildDecayMask(options: { count: number; noDecay: ParamRange[] }
 
 /** Buffers of one SGD step. All bindings cover the same E parameters. */
 export interface SgdIo {
-  /** Parameters [E] f32; updated in place. */
+  /** Parameters [E] f32, updated in place. */
   weights: Binding;
-  /** Gradients [E] f32; read. Must be a different buffer from weights and velocity. */
+  /** Gradients [E] f32, read. Must be a different buffer from weights and velocity. */
   grads: Binding;
-  /** Momentum buffers [E] f32, zero before the first step; updated in place. */
+  /** Momentum buffers [E] f32, zero before the first step, updated in place. */
   velocity: Binding;
-  /** Weight-decay bit mask [ceil(E / 32)] u32 from `buildDecayMask`; read. */
+  /** Weight-decay bit mask [ceil(E / 32)] u32 from `buildDecayMask`, read. */
   decayMask: Binding;
 }
 
@@ -67,7 +67,7 @@ export interface SgdIo {
 export interface SgdOptions {
   /** Parameters E to update. */
   count: number;
-  /** Learning rate of the first submit; change it with `SgdDispatch.setLearningRate`. */
+  /** Learning rate of the first submit. Change it with `SgdDispatch.setLearningRate`. */
   learningRate: number;
   /** Momentum factor, e.g. 0.9. */
   momentum: number;
@@ -115,7 +115,7 @@ export class SgdKernels {
     this.#step = step;
   }
 
-  /** Compiles the kernel; throws a `GpuError` if it fails. */
+  /** Compiles the kernel. Throws a `GpuError` if it fails. */
   static async create(gpu: Gpu, options: LayerKernelOptions = {}): Promise<SgdKernels> {
     const step = await compileKernel(gpu, {
       name: "sgd.sgd_step",
