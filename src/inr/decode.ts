@@ -18,88 +18,21 @@
 import { GpuError } from "../gpu/device.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { compileKernel, type DispatchHandle, type Kernel, Plan } from "../gpu/kernel.ts";
+import type {
+  BatchBuffers,
+  BatchOptions,
+  BatchUpdate,
+  DecodeImagesOptions,
+  DecoderOptions,
+  DecoderSource,
+  RecordedDecode,
+} from "./decode_options.ts";
 import { packFloat32, type QuantizedInrs } from "./quantize.ts";
+import { augmentationOf, coordinateMapping, paddedSlots } from "./sampling.ts";
 import type { SirenArch } from "./siren.ts";
 
-/** Encoded dataset as the decoder reads it. A parsed .rinr file (`RinrFile`) fits. */
-export interface DecoderSource {
-  arch: SirenArch;
-  /** Side R in pixels of the encoded images. */
-  resolution: number;
-  /** fp32 weights [N][Q] or packed quantized weights. */
-  weights: Float32Array | QuantizedInrs;
-  /** Class index per image [N]. Default: all 0. */
-  labels?: Uint32Array;
-}
-
-/** Options for {@linkcode InrDecoder.create}. */
-export interface DecoderOptions {
-  /** Pixels per workgroup. Default: 64. */
-  workgroupSize?: number;
-  /**
-   * Maximum bytes of workgroup memory for a copy of one image's dequantized
-   * weights (in the padded vec4 layout of wgsl/inr_decode.wgsl). When they do
-   * not fit, or with 0, every pixel reads them from the batch's weight buffer.
-   * Default: the device's maxComputeWorkgroupStorageSize.
-   */
-  cacheBytes?: number;
-}
-
-/** Buffers bound by {@linkcode InrDecoder.decodeBatch}. */
-export interface BatchBuffers {
-  /** Image order, u32 [*], e.g. one epoch's permutation. Omit to decode images first .. first + batch - 1. */
-  indices?: GPUBuffer;
-  /** Classifier input, f32 [B][3][S][S]. */
-  output: GPUBuffer;
-  /** Labels of the batch, u32 [B]. Default: not written. */
-  labelsOut?: GPUBuffer;
-}
-
-/** Settings of {@linkcode InrDecoder.decodeBatch}. */
-export interface BatchOptions {
-  /** B, samples per batch. */
-  batch: number;
-  /** Position in `indices` (or first image) of sample 0. Default: 0. Change per step with `update`. */
-  first?: number;
-  /** Output side S in pixels. Default: the encoded resolution R. */
-  size?: number;
-  /** Zero padding of the random crop in output pixels; 0 disables cropping. Default: 0. */
-  pad?: number;
-  /** Flip each sample horizontally with probability 1/2. Default: false. */
-  flip?: boolean;
-  /** Per-channel mean subtracted from RGB in [0, 1]. Default: [0, 0, 0]. */
-  mean?: readonly [number, number, number];
-  /** Per-channel standard deviation that divides RGB after the mean. Default: [1, 1, 1]. */
-  std?: readonly [number, number, number];
-  /** Seed of the augmentation hash. Default: 0. */
-  seed?: number;
-  /** Training step, the second input of the augmentation hash. Default: 0. */
-  step?: number;
-}
-
-/** Per-step values of a recorded batch decode. */
-export interface BatchUpdate {
-  first?: number;
-  step?: number;
-  seed?: number;
-}
-
-/** A batch decode recorded in a plan; `update` changes it before the next submit. */
-export interface RecordedDecode {
-  readonly batch: number;
-  readonly size: number;
-  update(values: BatchUpdate): void;
-}
-
-/** Options for {@linkcode InrDecoder.decodeImages}. */
-export interface DecodeImagesOptions {
-  /** First image to decode. Default: 0. */
-  first?: number;
-  /** Number of images. Default: all from `first` on. */
-  count?: number;
-  /** Output side S in pixels. Default: the encoded resolution R. */
-  size?: number;
-}
+export type * from "./decode_options.ts";
+export { augmentationOf, coordinateMapping };
 
 const BATCH_BINDINGS = [
   "params",
@@ -131,44 +64,6 @@ interface DecodeKernels {
 
 /** Images decoded per dispatch by `decodeImages`. */
 const IMAGES_PER_CHUNK = 256;
-
-/**
- * Returns the random crop offsets (dx, dy in [0, 2 pad]) and flip of one
- * sample, computed exactly as the `augmentation` function of
- * wgsl/inr_decode.wgsl does.
- */
-export function augmentationOf(
-  input: { seed: number; step: number; sample: number; pad: number },
-): { dx: number; dy: number; flip: boolean } {
-  const key = mix32(mix32(mix32((input.seed + 0x9e3779b9) >>> 0) ^ input.step) ^ input.sample);
-  const span = 2 * input.pad + 1;
-  return { dx: mix32(key ^ 1) % span, dy: mix32(key ^ 2) % span, flip: (mix32(key ^ 3) & 1) === 1 };
-}
-
-function mix32(value: number): number {
-  let h = value >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/**
- * Returns (scale, bias) such that output pixel x of an S-pixel side maps to
- * the INR input x * scale + bias. As in image resizing, pixel centres of the
- * S grid are spread over the R grid. Pixel x lands on source pixel
- * (x + 0.5) R / S - 0.5, whose input is -1 + 2 * source / (R - 1).
- */
-export function coordinateMapping(
-  resolution: number,
-  size: number,
-): { scale: number; bias: number } {
-  if (resolution === 1) return { scale: 0, bias: 0 };
-  const ratio = resolution / size;
-  return { scale: (2 * ratio) / (resolution - 1), bias: (ratio - 1) / (resolution - 1) - 1 };
-}
 
 /** A compressed dataset resident on the GPU, decoded into batches or images on demand. */
 export class InrDecoder {
@@ -514,10 +409,4 @@ function checkBuffer(name: string, buffer: GPUBuffer, bytes: number): void {
   if (buffer.size < bytes) {
     throw new RangeError(`Buffer ${name} has ${buffer.size} bytes, but the batch needs ${bytes}.`);
   }
-}
-
-/** vec4 slots of one image's weights in the padded layout of wgsl/inr_decode.wgsl. */
-function paddedSlots(arch: SirenArch): number {
-  const v = Math.ceil(arch.width / 4);
-  return 3 * v + (arch.sineLayers - 1) * (4 * v * v + v) + 3 * v + 1;
 }

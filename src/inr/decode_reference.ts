@@ -1,6 +1,6 @@
 // Float64 CPU references of the GPU decode in src/inr/decode.ts, for tests.
 
-import { augmentationOf } from "./decode.ts";
+import { augmentationOf } from "./sampling.ts";
 import { type SirenArch, sirenForwardReference, sirenParamCount } from "./siren.ts";
 
 /** fp32 weights [N][Q] of an encoded dataset (dequantize packed weights first). */
