@@ -1,4 +1,5 @@
-import { assert, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { encodeRinr, parseRinr } from "../src/format/mod.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { Plan } from "../src/gpu/kernel.ts";
 import { augmentationOf, coordinateMapping, InrDecoder } from "../src/inr/decode.ts";
@@ -272,5 +273,50 @@ Deno.test("decode batch at extreme shapes", async () => {
     plan.destroy();
     decoder.destroy();
     gpu.release(output);
+  }
+});
+
+Deno.test("decoder reads a parsed rinr file", async () => {
+  const gpu = await testGpu();
+  const arch = { sineLayers: 2, width: 7, w0: 30 };
+  const fp32 = makeWeights(arch, 3, 9);
+  const labels = Uint32Array.from([2, 0, 1]);
+  for (const weights of [fp32, quantize(arch, fp32, 7)]) {
+    const bytes = encodeRinr({
+      arch,
+      resolution: 5,
+      classNames: ["a", "b", "c"],
+      labels,
+      psnr: [30, 31, 32],
+      weights,
+    });
+    const file = parseRinr(bytes, "set.rinr");
+    const decoder = await InrDecoder.create(gpu, file);
+    const reference = {
+      arch,
+      resolution: 5,
+      weights: weights instanceof Float32Array ? weights : dequantize(weights),
+    };
+    const rgb = await decoder.decodeImages();
+    assertClose("rgb", rgb, decodeImagesReference(reference, { first: 0, count: 3 }), {
+      atol: 1,
+      rtol: 0,
+    });
+    await assertRejects(
+      () => decoder.decodeImages({ first: 2, count: 2 }),
+      RangeError,
+      "outside the dataset of 3 images",
+    );
+
+    const output = gpu.buffer(3 * 3 * 25 * 4, "output");
+    const labelsOut = gpu.buffer(3 * 4, "labels out");
+    const plan = new Plan(gpu, "decode from file");
+    decoder.decodeBatch(plan, { output, labelsOut }, { batch: 3 });
+    await submitChecked(gpu, plan);
+    assertEquals([...await gpu.readU32(labelsOut)], [2, 0, 1]);
+    plan.destroy();
+    decoder.destroy();
+    gpu.release(output);
+    gpu.release(labelsOut);
   }
 });
