@@ -68,7 +68,7 @@ override CACHE_VEC4: u32 = 297;
 
 // Private arrays need a constant size in WGSL. It fits the widest SIREN that src/inr/siren.ts allows (256).
 const MAX_VEC4: u32 = 64u;
-// 2 pi split into a short head, exact in f32 for the multiples used here, and the rest.
+// 2 pi split into a head whose multiples are exact in f32 up to 2^16 turns, and the rest.
 const TWO_PI_HEAD: f32 = 6.28125;
 const TWO_PI_TAIL: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
