@@ -3,7 +3,8 @@
 //
 // Bindings:
 //   params:     Params uniform
-//   sqerr:      array<f32> [N][P], read. Squared error per pixel, summed over RGB.
+//   sqerr:      array<vec4f> [N][P4 / 4], read. Squared error per pixel, summed
+//               over RGB, 4 pixels per element; zero for padding pixels past P.
 //   score:      array<f32> [N][2], read_write. (PSNR of the latest forward pass,
 //               best PSNR so far) in dB.
 //   theta:      array<f32> [N][Q], read_write. Current weights.
@@ -17,7 +18,8 @@
 //   counter:    array<u32> [1], read_write. Adam steps taken.
 //
 // score:   one workgroup per image (workgroup_id.y = n); the invocations walk
-//          the pixels with stride WG, then the weights when the PSNR improved.
+//          the pixel quads with stride WG, then the weights when the PSNR
+//          improved.
 // adam:    one invocation per (n, q), 1-D over N * Q.
 // advance: one invocation.
 // The step lives on the GPU so that many iterations replay in one submit.
@@ -41,7 +43,7 @@ const LOG2_TO_DB: f32 = -3.0102999566398120;
 const MIN_MSE: f32 = 1e-30;
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> sqerr: array<f32>;
+@group(0) @binding(1) var<storage, read> sqerr: array<vec4f>;
 @group(0) @binding(2) var<storage, read_write> score: array<f32>;
 @group(0) @binding(3) var<storage, read_write> theta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> best_theta: array<f32>;
@@ -64,10 +66,11 @@ fn score_best(
   let n = wid.y;
   if (n >= params.images) { return; }
   let pixels = params.pixels;
+  let quads = (pixels + 3u) / 4u;
 
   var sum = 0.0;
-  for (var p = lane; p < pixels; p += WG) {
-    sum += sqerr[n * pixels + p];
+  for (var quad = lane; quad < quads; quad += WG) {
+    sum += dot(sqerr[n * quads + quad], vec4f(1.0));
   }
   partial[lane] = sum;
   workgroupBarrier();

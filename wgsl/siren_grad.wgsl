@@ -10,22 +10,23 @@
 //
 // Bindings (one workgroup per (tile, chunk, image): workgroup_id.x is
 // tile * chunks + chunk, workgroup_id.y the image n; the WG invocations walk
-// the pixels of the chunk with stride WG):
-//   params:    Params uniform
+// the pixel quads of the chunk with stride WG):
+//   params:    Params uniform (chunk_quads: pixel quads per chunk)
 //   tiles:     array<vec4u> [T], read. (layer, first output row, first input
 //              column, unused); input column `inputs` is the bias.
-//   act:       array<f32> [N][S*D][P], read (see wgsl/siren.wgsl)
-//   delta:     array<f32> [N][S*D + 3][P], read: dLoss/dz (see wgsl/siren.wgsl)
+//   act:       array<vec4f> [N][S*D][P4 / 4], read (see wgsl/siren.wgsl)
+//   delta:     array<vec4f> [N][S*D + 3][P4 / 4], read: dLoss/dz (see
+//              wgsl/siren.wgsl); zero for the padding pixels past P.
 //   grad_part: array<f32> [N][chunks][Q], read_write. Per chunk, the gradient
 //              in the parameter layout of src/inr/siren.ts.
 // Each invocation accumulates a TILE_ROWS x TILE_COLS block in registers, so
-// every loaded value is reused TILE_ROWS or TILE_COLS times.
+// every loaded quad is reused TILE_ROWS or TILE_COLS times.
 
 struct Params {
   images: u32,
   side: u32,
   chunks: u32,
-  chunk_pixels: u32,
+  chunk_quads: u32,
   tile_count: u32,
 }
 
@@ -42,8 +43,8 @@ const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> tiles: array<vec4u>;
-@group(0) @binding(2) var<storage, read> act: array<f32>;
-@group(0) @binding(3) var<storage, read> delta: array<f32>;
+@group(0) @binding(2) var<storage, read> act: array<vec4f>;
+@group(0) @binding(3) var<storage, read> delta: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> grad_part: array<f32>;
 
 var<workgroup> partial: array<f32, WG * TILE_ROWS * TILE_COLS>;
@@ -57,9 +58,9 @@ fn weight_offset(layer: u32) -> u32 {
   return 3u * WIDTH + (layer - 1u) * (WIDTH * WIDTH + WIDTH);
 }
 
-fn coordinate(index: u32, side: u32) -> f32 {
-  if (side == 1u) { return 0.0; }
-  return -1.0 + 2.0 * f32(index) / f32(side - 1u);
+fn coordinates(index: vec4u, side: u32) -> vec4f {
+  if (side == 1u) { return vec4f(0.0); }
+  return vec4f(-1.0) + 2.0 * vec4f(index) / f32(side - 1u);
 }
 
 @compute @workgroup_size(WG)
@@ -80,21 +81,22 @@ fn weight_grad(
   let outputs = select(WIDTH, 3u, layer == SINE_LAYERS);
   let side = params.side;
   let pixels = side * side;
+  let quads = (pixels + 3u) / 4u;
   let rows = SINE_LAYERS * WIDTH;
-  let delta_image = n * (rows + 3u) * pixels;
+  let delta_image = n * (rows + 3u) * quads;
   // Layer 0 reads coordinates instead; the clamp keeps its unused base in range.
-  let act_image = n * rows * pixels + (max(layer, 1u) - 1u) * WIDTH * pixels;
+  let act_image = n * rows * quads + (max(layer, 1u) - 1u) * WIDTH * quads;
 
   // Rows and columns past the layer's edge load a valid neighbour and are
   // never written, which keeps the inner loop free of bounds branches.
   var row_offset: array<u32, MAX_TILE_SIDE>;
   for (var r = 0u; r < TILE_ROWS; r++) {
-    row_offset[r] = delta_image + (layer * WIDTH + min(row0 + r, outputs - 1u)) * pixels;
+    row_offset[r] = delta_image + (layer * WIDTH + min(row0 + r, outputs - 1u)) * quads;
   }
   var col_offset: array<u32, MAX_TILE_SIDE>;
   var col_is_input: array<bool, MAX_TILE_SIDE>;
   for (var c = 0u; c < TILE_COLS; c++) {
-    col_offset[c] = act_image + min(col0 + c, inputs - 1u) * pixels;
+    col_offset[c] = act_image + min(col0 + c, inputs - 1u) * quads;
     col_is_input[c] = col0 + c < inputs;
   }
 
@@ -103,25 +105,27 @@ fn weight_grad(
     acc[k] = 0.0;
   }
 
-  let start = chunk * params.chunk_pixels;
-  let end = min(start + params.chunk_pixels, pixels);
-  var x: array<f32, MAX_TILE_SIDE>;
-  for (var p = start + lane; p < end; p += WG) {
+  let start = chunk * params.chunk_quads;
+  let end = min(start + params.chunk_quads, quads);
+  var x: array<vec4f, MAX_TILE_SIDE>;
+  for (var quad = start + lane; quad < end; quad += WG) {
     if (layer == 0u) {
-      let cx = coordinate(p % side, side);
-      let cy = coordinate(p / side, side);
+      // Padding pixels past P may get any coordinate: their dz is zero.
+      let pixel = vec4u(4u * quad) + vec4u(0u, 1u, 2u, 3u);
+      let cx = coordinates(pixel % side, side);
+      let cy = coordinates(pixel / side, side);
       for (var c = 0u; c < TILE_COLS; c++) {
-        x[c] = select(1.0, select(cy, cx, col0 + c == 0u), col_is_input[c]);
+        x[c] = select(vec4f(1.0), select(cy, cx, col0 + c == 0u), col_is_input[c]);
       }
     } else {
       for (var c = 0u; c < TILE_COLS; c++) {
-        x[c] = select(1.0, act[col_offset[c] + p], col_is_input[c]);
+        x[c] = select(vec4f(1.0), act[col_offset[c] + quad], col_is_input[c]);
       }
     }
     for (var r = 0u; r < TILE_ROWS; r++) {
-      let d = delta[row_offset[r] + p];
+      let d = delta[row_offset[r] + quad];
       for (var c = 0u; c < TILE_COLS; c++) {
-        acc[r * TILE_COLS + c] = fma(d, x[c], acc[r * TILE_COLS + c]);
+        acc[r * TILE_COLS + c] += dot(d, x[c]);
       }
     }
   }

@@ -2,8 +2,9 @@
 //
 // Every image has its own weights, Adam moments and best weights. One
 // iteration is five dispatches (wgsl/siren.wgsl, siren_grad.wgsl,
-// siren_fit.wgsl): forward and backward per pixel, weight gradients reduced
-// over the pixels, PSNR and best-weight copy, Adam, step counter. The step
+// siren_fit.wgsl): forward and backward per quad of 4 pixels, weight
+// gradients reduced over the pixels, PSNR and best-weight copy, Adam, step
+// counter. The step
 // counter and the learning-rate schedule live on the GPU, so `run(k)` records
 // k iterations into one submit and reads nothing back.
 
@@ -31,7 +32,7 @@ export const ADAM_DEFAULTS: Readonly<AdamSettings> = { beta1: 0.9, beta2: 0.999,
 
 /** Workgroup and tile sizes; none changes results beyond float32 rounding order. */
 export interface SirenTuning {
-  /** Invocations per workgroup of the per-pixel forward/backward kernel. Default 64. */
+  /** Invocations per workgroup of the forward/backward kernel (4 pixels each). Default 64. */
   pixelWorkgroup: number;
   /** Invocations per workgroup of the gradient reduction. Default 64. */
   gradWorkgroup: number;
@@ -40,9 +41,9 @@ export interface SirenTuning {
   /** Input columns per register tile of the gradient reduction, 1..8. Default 4. */
   tileCols: number;
   /**
-   * Pixels one gradient workgroup reduces. Images with more pixels are split
-   * into chunks that run in parallel and are summed by the Adam kernel.
-   * Default 8192.
+   * Pixels one gradient workgroup reduces, rounded up to a multiple of 4.
+   * Images with more pixels are split into chunks that run in parallel and
+   * are summed by the Adam kernel. Default 8192.
    */
   chunkPixels: number;
 }
@@ -73,9 +74,9 @@ export interface SirenFitSettings {
 
 /** Bytes of GPU memory per image, per buffer, for a fitting batch. */
 export interface SirenImageBytes {
-  /** Sine-layer activations [S*D][P] f32. */
+  /** Sine-layer activations [S*D][P4] f32, P4 = P rounded up to a multiple of 4. */
   act: number;
-  /** Gradients with respect to the pre-activations [S*D + 3][P] f32. */
+  /** Gradients with respect to the pre-activations [S*D + 3][P4] f32. */
   delta: number;
   /** Every buffer together. */
   total: number;
@@ -86,13 +87,14 @@ export function sirenImageBytes(
   settings: { arch: SirenArch; side: number; tuning?: Partial<SirenTuning> },
 ): SirenImageBytes {
   const pixels = settings.side * settings.side;
+  const paddedPixels = 4 * Math.ceil(pixels / 4);
   const rows = settings.arch.sineLayers * settings.arch.width;
   const q = sirenParamCount(settings.arch);
-  const chunks = Math.ceil(pixels / resolveTuning(settings.tuning).chunkPixels);
-  const act = rows * pixels * 4;
-  const delta = (rows + 3) * pixels * 4;
+  const chunks = gradientChunks(pixels, resolveTuning(settings.tuning));
+  const act = rows * paddedPixels * 4;
+  const delta = (rows + 3) * paddedPixels * 4;
   // target and sqerr per pixel; theta, best, m and v per parameter; score.
-  const small = 2 * pixels * 4 + (4 + chunks) * q * 4 + 8;
+  const small = (pixels + paddedPixels) * 4 + (4 + chunks) * q * 4 + 8;
   return { act, delta, total: act + delta + small };
 }
 
@@ -121,6 +123,15 @@ export function maxBatchImages(
     );
   }
   return images;
+}
+
+// Pixel chunks of the gradient reduction; chunks hold whole quads of 4 pixels.
+function gradientChunks(pixels: number, tuning: SirenTuning): number {
+  return Math.ceil(Math.ceil(pixels / 4) / chunkQuads(tuning));
+}
+
+function chunkQuads(tuning: SirenTuning): number {
+  return Math.ceil(tuning.chunkPixels / 4);
 }
 
 function resolveTuning(tuning: Partial<SirenTuning> = {}): SirenTuning {
@@ -276,7 +287,7 @@ export class SirenFitBatch {
     this.#tuning = tuning;
     this.#adam = { ...ADAM_DEFAULTS, ...settings.adam };
     const pixels = settings.side * settings.side;
-    this.chunks = Math.ceil(pixels / tuning.chunkPixels);
+    this.chunks = gradientChunks(pixels, tuning);
 
     const tiles = gradientTiles(settings.arch, tuning);
     this.#tileCount = tiles.length / 4;
@@ -296,7 +307,7 @@ export class SirenFitBatch {
       buffers.act = gpu.buffer(n * bytes.act, "siren act");
       buffers.delta = gpu.buffer(n * bytes.delta, "siren delta");
       buffers.target = gpu.buffer(n * pixels * 4, "siren target");
-      buffers.sqerr = gpu.buffer(n * pixels * 4, "siren sqerr");
+      buffers.sqerr = gpu.buffer(n * 4 * Math.ceil(pixels / 4) * 4, "siren sqerr");
       buffers.theta = gpu.buffer(n * q * 4, "siren theta");
       buffers.bestTheta = gpu.buffer(n * q * 4, "siren best theta");
       buffers.moment1 = gpu.buffer(n * q * 4, "siren adam m");
@@ -338,7 +349,7 @@ export class SirenFitBatch {
       throw new RangeError(`Learning rate must be a positive number, got ${settings.learningRate}.`);
     }
     const tuning = resolveTuning(settings.tuning);
-    const pixelGroups = Math.ceil((settings.side * settings.side) / tuning.pixelWorkgroup);
+    const pixelGroups = Math.ceil((settings.side * settings.side) / 4 / tuning.pixelWorkgroup);
     if (pixelGroups > gpu.device.limits.maxComputeWorkgroupsPerDimension) {
       throw new RangeError(
         `Image side ${settings.side} needs ${pixelGroups} workgroups per image, more than the adapter allows. ` +
@@ -470,7 +481,7 @@ export class SirenFitBatch {
         this.#kernels.render,
         { theta: this.#buffers.theta, rgb },
         { images: this.#count, side: this.side },
-        [pixels, this.#count],
+        [Math.ceil(pixels / 4), this.#count],
       );
       plan.submit();
       return await this.gpu.readF32(rgb, this.#count * pixels * 3);
@@ -511,13 +522,13 @@ export class SirenFitBatch {
       k.forwardBackward,
       { theta: b.theta, target_rgba: b.target, act: b.act, delta: b.delta, sqerr: b.sqerr },
       { images: n, side: this.side },
-      [pixels, n],
+      [Math.ceil(pixels / 4), n],
     );
     const gradParams = {
       images: n,
       side: this.side,
       chunks: this.chunks,
-      chunk_pixels: this.#tuning.chunkPixels,
+      chunk_quads: chunkQuads(this.#tuning),
       tile_count: this.#tileCount,
     };
     plan.add(
