@@ -1,0 +1,108 @@
+// Subcommand dispatch, top-level help and the mapping from errors to exit codes.
+
+import { CommandSpec, formatHelp, parseCommand, ParsedCommand, UsageError } from "./options.ts";
+import { Log } from "./log.ts";
+import denoConfig from "../../deno.json" with { type: "json" };
+
+/** A subcommand: its interface and its implementation. */
+export interface Command {
+  spec: CommandSpec;
+  /** Runs the command; returns the JSON result printed with --json. */
+  execute(parsed: ParsedCommand, log: Log): Promise<unknown>;
+}
+
+/** Exit codes, documented in README.md. */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  input: 3,
+  gpu: 4,
+  interrupted: 130,
+} as const;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  encode: async () => (await import("./encode.ts")).encodeCommand,
+  compress: async () => (await import("./compress.ts")).compressCommand,
+  decode: async () => (await import("./decode.ts")).decodeCommand,
+  train: async () => (await import("./train.ts")).trainCommand,
+  run: async () => (await import("./run.ts")).runCommand,
+  info: async () => (await import("./info.ts")).infoCommand,
+};
+
+const SUMMARIES: Record<string, string> = {
+  encode: "fit one SIREN per image on the GPU and write a .rinr file",
+  compress: "quantize the INR weights of a .rinr file layer by layer",
+  decode: "decode a .rinr file to PNG images, with PSNR against the source",
+  train: "train a ResNet-18 from INR-decoded, raw or file-decoded batches",
+  run: "encode, compress and train in one command",
+  info: "print the summary of a .rinr file",
+};
+
+function topHelp(): string {
+  const lines = [
+    `rapid-inr ${denoConfig.version}: image-classifier training from implicit neural representations on the GPU`,
+    "",
+    "Usage: rapid-inr <command> [options]",
+    "",
+    "Commands:",
+    ...Object.entries(SUMMARIES).map(([name, summary]) => `  ${name.padEnd(10)} ${summary}`),
+    "",
+    "Run \"rapid-inr <command> --help\" for the options of a command.",
+    "Example: rapid-inr run ../data/cifar10 --preset cifar --json",
+  ];
+  return lines.join("\n");
+}
+
+/** Runs the CLI on `args` and returns the exit code. */
+export async function runCli(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(topHelp());
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === "--version" || name === "-V") {
+    console.log(`rapid-inr ${denoConfig.version}`);
+    return EXIT.ok;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`rapid-inr: unknown command "${name}". Commands: ${Object.keys(COMMANDS).join(", ")}.`);
+    return EXIT.usage;
+  }
+  const command = await load();
+  let log = new Log();
+  try {
+    const parsed = await parseCommand(command.spec, rest);
+    if (parsed.values.help) {
+      console.log(formatHelp(command.spec));
+      return EXIT.ok;
+    }
+    log = new Log(parsed.values.quiet ? "quiet" : parsed.values.verbose ? "verbose" : "normal");
+    const result = await command.execute(parsed, log);
+    if (parsed.values.json) console.log(JSON.stringify(result, null, 2));
+    return EXIT.ok;
+  } catch (error) {
+    return reportError(error as Error, name);
+  }
+}
+
+function reportError(error: Error, command: string): number {
+  const kind = error?.name;
+  if (kind === "UsageError") {
+    console.error(`rapid-inr ${command}: ${error.message}`);
+    return EXIT.usage;
+  }
+  if (kind === "DataError" || kind === "FormatError" || error instanceof Deno.errors.NotFound) {
+    console.error(`rapid-inr ${command}: ${error.message}`);
+    return EXIT.input;
+  }
+  if (kind === "GpuError") {
+    console.error(`rapid-inr ${command}: GPU error: ${error.message}`);
+    return EXIT.gpu;
+  }
+  console.error(`rapid-inr ${command}: unexpected error: ${error?.stack ?? error}`);
+  return EXIT.failure;
+}
+
+export { UsageError };

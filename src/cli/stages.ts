@@ -1,0 +1,477 @@
+// The pipeline stages behind the subcommands: encode, compress, decode and
+// train. `run` chains them; each subcommand calls one. Every stage returns the
+// figures its --json output reports and writes its outputs atomically.
+
+import { basename, join } from "@std/path";
+import { type Dataset, DataError, encodePng, loadDataset } from "../data/mod.ts";
+import { encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
+import { Gpu } from "../gpu/device.ts";
+import { InrDecoder } from "../inr/decode.ts";
+import { encodeImages } from "../inr/encode.ts";
+import { encodePreset } from "../inr/presets.ts";
+import { quantize } from "../inr/quantize.ts";
+import type { SirenArch } from "../inr/siren.ts";
+import { type InputKind, train, type TrainInput } from "../train/trainer.ts";
+import { formatDuration, type Log } from "./log.ts";
+import { UsageError } from "./options.ts";
+
+/** Where a dataset comes from and which part of it to use. */
+export interface DatasetSpec {
+  path: string;
+  split: string;
+  /** Side R the images are resized to. */
+  size?: number;
+  limitPerClass?: number;
+  limit?: number;
+}
+
+/** Loads a dataset, reporting progress and skipped files on `log`. */
+export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
+  const startedAt = performance.now();
+  const dataset = await loadDataset(spec.path, {
+    split: spec.split,
+    size: spec.size,
+    limitPerClass: spec.limitPerClass,
+    limit: spec.limit,
+    onWarning: (message: string) => log.warn(message),
+    onProgress: (done: number, total: number) =>
+      log.progress(`load ${spec.split}`, { done, total, startedAt, unit: "images" }),
+  });
+  const count = dataset.labels.length;
+  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${dataset.classNames.length} classes from ${spec.path} (${spec.split}).`);
+  return dataset;
+}
+
+/** Picks the test split next to `train`: "test" if it exists, else "val". */
+export async function defaultTestSplit(path: string): Promise<string> {
+  for (const split of ["test", "val"]) {
+    try {
+      const info = await Deno.stat(join(path, split));
+      if (info.isDirectory) return split;
+    } catch {
+      // try the next name
+    }
+  }
+  if (/\.(bin|gz)$|ubyte/.test(path)) return "test";
+  throw new UsageError(`No "test" or "val" folder in ${path}. Name the test split with --test-split, or the folder with --test.`);
+}
+
+async function withGpu<T>(fn: (gpu: Gpu) => Promise<T>): Promise<T> {
+  const gpu = await Gpu.create();
+  try {
+    return await fn(gpu);
+  } finally {
+    gpu.destroy();
+  }
+}
+
+function mean(values: ArrayLike<number>): number {
+  let sum = 0, count = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (Number.isFinite(values[i])) {
+      sum += values[i];
+      count++;
+    }
+  }
+  return count ? sum / count : Infinity;
+}
+
+// ---------------------------------------------------------------- encode
+
+/** Settings of the encode stage. */
+export interface EncodeStageOptions {
+  dataset: DatasetSpec;
+  output: string;
+  preset: string;
+  arch?: Partial<SirenArch>;
+  iterations?: number;
+  learningRate?: number;
+  batchSize?: number;
+  seed: number;
+  progressEvery?: number;
+  overwrite: boolean;
+}
+
+/** Figures of a finished encode. */
+export interface EncodeReport {
+  output: string;
+  images: number;
+  resolution: number;
+  arch: SirenArch;
+  iterations: number;
+  meanPsnr: number;
+  minPsnr: number;
+  imagesPerSecond: number;
+  seconds: number;
+  seed: number;
+}
+
+/** Fits one SIREN per image of the dataset and writes an fp32 .rinr file. */
+export async function encodeStage(options: EncodeStageOptions, log: Log): Promise<EncodeReport> {
+  const preset = encodePreset(options.preset);
+  const size = options.dataset.size ?? preset.side;
+  const dataset = await loadSpec({ ...options.dataset, size }, log);
+  const arch: SirenArch = { ...preset.arch, ...options.arch };
+  const iterations = options.iterations ?? preset.iterations;
+  const learningRate = options.learningRate ?? preset.learningRate;
+  await refuseOverwrite(options.output, options.overwrite);
+  log.info(`Encoding with ${arch.sineLayers} sine layers of width ${arch.width}, ${iterations} iterations, learning rate ${learningRate}, seed ${options.seed}.`);
+
+  const result = await withGpu((gpu) =>
+    encodeImages(gpu, { images: dataset.images, count: dataset.labels.length, side: dataset.side }, {
+      preset: preset.name,
+      arch,
+      iterations,
+      learningRate,
+      batchSize: options.batchSize,
+      seed: options.seed,
+      progressEvery: options.progressEvery,
+      onProgress: (p) => {
+        const done = p.imagesDone * iterations + (p.imagesDone < p.imageCount ? p.iteration * p.batchImages : 0);
+        log.progress("encode", {
+          done: Math.min(done, p.imageCount * iterations),
+          total: p.imageCount * iterations,
+          startedAt: performance.now() - p.seconds * 1000,
+          unit: "image-iterations",
+          status: `batch mean PSNR ${p.meanPsnr.toFixed(2)} dB`,
+        });
+      },
+    })
+  );
+
+  await writeRinr(options.output, {
+    arch,
+    resolution: dataset.side,
+    classNames: dataset.classNames,
+    labels: Uint32Array.from(dataset.labels),
+    psnr: result.psnr,
+    weights: result.weights,
+    source: options.dataset.path,
+    encode: {
+      seed: options.seed,
+      split: options.dataset.split,
+      limitPerClass: options.dataset.limitPerClass ?? null,
+      limit: options.dataset.limit ?? null,
+      preset: preset.name,
+      iterations,
+      learningRate,
+      batchSize: result.batchSize,
+    },
+  }, { overwrite: options.overwrite });
+
+  const report: EncodeReport = {
+    output: options.output,
+    images: dataset.labels.length,
+    resolution: dataset.side,
+    arch,
+    iterations,
+    meanPsnr: mean(result.psnr),
+    minPsnr: Math.min(...result.psnr),
+    imagesPerSecond: result.imagesPerSecond,
+    seconds: result.seconds,
+    seed: options.seed,
+  };
+  log.info(`Encoded ${report.images} images in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  return report;
+}
+
+async function refuseOverwrite(path: string, overwrite: boolean): Promise<void> {
+  if (overwrite) return;
+  try {
+    await Deno.lstat(path);
+  } catch {
+    return;
+  }
+  throw new UsageError(`Output ${path} already exists. Choose another path or pass --force to replace it.`);
+}
+
+// ---------------------------------------------------------------- compress
+
+/** Settings of the compress stage. */
+export interface CompressStageOptions {
+  input: string;
+  output: string;
+  /** One bit width for every layer, or one per layer. */
+  bits: number | number[];
+  /** Dataset to measure PSNR against; default: the source recorded in the file. */
+  source?: string;
+  overwrite: boolean;
+}
+
+/** Figures of a finished compression. */
+export interface CompressReport {
+  output: string;
+  images: number;
+  bitsPerLayer: number[];
+  storedBytes: number;
+  rawBytes: number;
+  percentOfRaw: number;
+  residentBytes: number;
+  /** Mean PSNR of the input (unquantized) weights against the source images, dB. */
+  meanPsnrBefore: number;
+  /** Mean PSNR of the quantized weights against the source images, dB. */
+  meanPsnr: number;
+}
+
+/** Quantizes the weights of a .rinr file layer by layer and writes a new file. */
+export async function compressStage(options: CompressStageOptions, log: Log): Promise<CompressReport> {
+  const file = await readRinr(options.input);
+  if (!(file.weights instanceof Float32Array)) {
+    throw new UsageError(`${options.input} is already quantized. Compress the fp32 file that encode wrote.`);
+  }
+  await refuseOverwrite(options.output, options.overwrite);
+  const weights = file.weights;
+  const q = quantize(file.arch, weights, options.bits);
+  const source = await sourceImages(file, options.source, log);
+
+  const { before, after, residentBytes } = await withGpu(async (gpu) => {
+    const before = await psnrOnGpu(gpu, file, weights, source);
+    const decoder = await InrDecoder.create(gpu, { ...file, weights: q });
+    try {
+      const after = await psnrPerImage(decoder, source);
+      return { before, after, residentBytes: decoder.residentBytes };
+    } finally {
+      decoder.destroy();
+    }
+  });
+
+  await writeRinr(options.output, { ...file, weights: q, psnr: after }, { overwrite: options.overwrite });
+  const storedBytes = (await Deno.stat(options.output)).size;
+  const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
+  const report: CompressReport = {
+    output: options.output,
+    images: file.labels.length,
+    bitsPerLayer: q.bits,
+    storedBytes,
+    rawBytes,
+    percentOfRaw: (100 * storedBytes) / rawBytes,
+    residentBytes,
+    meanPsnrBefore: mean(before),
+    meanPsnr: mean(after),
+  };
+  log.info(`Compressed to ${storedBytes} bytes, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes); mean PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  return report;
+}
+
+async function sourceImages(file: RinrFile, override: string | undefined, log: Log): Promise<Dataset> {
+  const encode = file.encode ?? {};
+  const path = override ?? file.source;
+  if (!path) throw new UsageError(`${file.name} records no source dataset. Pass --source with the encoded image folder.`);
+  try {
+    const dataset = await loadSpec({
+      path,
+      split: typeof encode.split === "string" ? encode.split : "train",
+      size: file.resolution,
+      limitPerClass: typeof encode.limitPerClass === "number" ? encode.limitPerClass : undefined,
+      limit: typeof encode.limit === "number" ? encode.limit : undefined,
+    }, log);
+    if (dataset.labels.length !== file.labels.length) {
+      throw new UsageError(`Source ${path} has ${dataset.labels.length} images but ${file.name} has ${file.labels.length}. Pass --source with the dataset that was encoded.`);
+    }
+    return dataset;
+  } catch (error) {
+    if (error instanceof DataError || error instanceof Deno.errors.NotFound) {
+      throw new UsageError(`Source images of ${file.name} could not be loaded from ${path}: ${(error as Error).message} Pass --source with the encoded image folder.`);
+    }
+    throw error;
+  }
+}
+
+async function psnrOnGpu(gpu: Gpu, file: RinrFile, weights: Float32Array, source: Dataset): Promise<Float32Array> {
+  const decoder = await InrDecoder.create(gpu, { ...file, weights });
+  try {
+    return await psnrPerImage(decoder, source);
+  } finally {
+    decoder.destroy();
+  }
+}
+
+/** PSNR in dB of each decoded 8-bit image against the source pixels. */
+async function psnrPerImage(decoder: InrDecoder, source: Dataset): Promise<Float32Array> {
+  const decoded = await decoder.decodeImages({});
+  const pixels = source.side * source.side * 3;
+  const psnr = new Float32Array(decoder.count);
+  for (let n = 0; n < decoder.count; n++) {
+    let sum = 0;
+    for (let i = n * pixels; i < (n + 1) * pixels; i++) {
+      const d = (decoded[i] - source.images[i]) / 255;
+      sum += d * d;
+    }
+    psnr[n] = sum === 0 ? Infinity : 10 * Math.log10(pixels / sum);
+  }
+  return psnr;
+}
+
+// ---------------------------------------------------------------- decode
+
+/** Settings of the decode stage. */
+export interface DecodeStageOptions {
+  input: string;
+  outputDir: string;
+  size?: number;
+  source?: string;
+  limit?: number;
+  overwrite: boolean;
+}
+
+/** Decodes a .rinr file to PNGs under `<outputDir>/<class>/`. */
+export async function decodeStage(options: DecodeStageOptions, log: Log) {
+  const file = await readRinr(options.input);
+  const count = Math.min(options.limit ?? file.labels.length, file.labels.length);
+  const size = options.size ?? file.resolution;
+  const startedAt = performance.now();
+  const { pixels, psnr } = await withGpu(async (gpu) => {
+    const decoder = await InrDecoder.create(gpu, file);
+    try {
+      const pixels = await decoder.decodeImages({ count, size });
+      let psnr: number | undefined;
+      if (options.source !== undefined) {
+        if (size !== file.resolution) throw new UsageError(`PSNR needs the encoded size ${file.resolution}; drop --size or --source.`);
+        const source = await sourceImages(file, options.source || undefined, log);
+        const all = await psnrPerImage(decoder, source);
+        psnr = mean(all.subarray(0, count));
+      }
+      return { pixels, psnr };
+    } finally {
+      decoder.destroy();
+    }
+  });
+  const seconds = (performance.now() - startedAt) / 1000;
+
+  const bytes = size * size * 3;
+  for (let n = 0; n < count; n++) {
+    const folder = join(options.outputDir, safeName(file.classNames[file.labels[n]] ?? String(file.labels[n])));
+    await Deno.mkdir(folder, { recursive: true });
+    const path = join(folder, `${String(n).padStart(6, "0")}.png`);
+    if (!options.overwrite) await refuseOverwrite(path, false);
+    const png = await encodePng({ rgb: pixels.subarray(n * bytes, (n + 1) * bytes), width: size, height: size });
+    await atomicWrite(path, png);
+    log.progress("write PNG", { done: n + 1, total: count, startedAt, unit: "images" });
+  }
+  log.info(`Decoded ${count} images at ${size}x${size} px into ${options.outputDir}${psnr !== undefined ? `, mean PSNR ${psnr.toFixed(2)} dB` : ""}.`);
+  return { outputDir: options.outputDir, images: count, size, meanPsnr: psnr ?? null, decodeSeconds: seconds };
+}
+
+function safeName(name: string): string {
+  return name.replace(/[\/\\\0]/g, "_") || "_";
+}
+
+/** Writes `bytes` to a temporary file beside `path`, then renames it into place. */
+export async function atomicWrite(path: string, bytes: Uint8Array): Promise<void> {
+  const temporary = join(path, "..", `.${basename(path)}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+  try {
+    await Deno.writeFile(temporary, bytes);
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------- train
+
+/** Settings of the train stage. */
+export interface TrainStageOptions {
+  input: InputKind;
+  /** .rinr file for the inr pipeline. */
+  rinr?: string;
+  /** Training dataset for raw and files (default for inr: the file's source, only for its test split). */
+  dataset?: DatasetSpec;
+  test: DatasetSpec;
+  epochs: number;
+  batch: number;
+  learningRate: number;
+  momentum: number;
+  weightDecay: number;
+  width: number;
+  seed: number;
+  /** Classifier input side; default the training resolution. */
+  size?: number;
+  output?: string;
+  overwrite: boolean;
+}
+
+/** Trains the classifier with the chosen input pipeline and saves its weights. */
+export async function trainStage(options: TrainStageOptions, log: Log) {
+  let input: TrainInput;
+  let classNames: string[];
+  let resolution: number;
+  if (options.input === "inr") {
+    if (!options.rinr) throw new UsageError("--input inr needs a .rinr file: pass it as --data.");
+    const file = await readRinr(options.rinr);
+    input = { kind: "inr", source: file, count: file.labels.length };
+    classNames = file.classNames;
+    resolution = file.resolution;
+    log.info(`Training from ${file.labels.length} INRs of ${options.rinr}.`);
+  } else {
+    if (!options.dataset) throw new UsageError(`--input ${options.input} needs a training dataset: pass it as --data.`);
+    const dataset = await loadSpec(options.dataset, log);
+    if (options.input === "files" && dataset.paths.some((p) => p.includes("#"))) {
+      throw new UsageError("--input files needs an image-folder dataset (one file per image); this dataset is a binary batch file.");
+    }
+    input = options.input === "raw"
+      ? { kind: "raw", images: dataset.images, labels: dataset.labels, resolution: dataset.side }
+      : { kind: "files", paths: dataset.paths, labels: dataset.labels, resolution: dataset.side };
+    classNames = dataset.classNames;
+    resolution = dataset.side;
+  }
+  await (options.output ? refuseOverwrite(options.output, options.overwrite) : Promise.resolve());
+  const test = await loadSpec({ ...options.test, size: options.size ?? resolution }, log);
+  if (test.classNames.join("\n") !== classNames.join("\n")) {
+    throw new UsageError(`The test split's classes (${test.classNames.join(", ")}) differ from the training classes (${classNames.join(", ")}).`);
+  }
+
+  const size = options.size ?? resolution;
+  log.info(`Training ResNet-18 (width ${options.width}) at ${size}x${size} px for ${options.epochs} epochs, batch ${options.batch}, learning rate ${options.learningRate}, input ${options.input}, seed ${options.seed}.`);
+  return await withGpu(async (gpu) => {
+    const result = await train(gpu, {
+      input,
+      test: { images: test.images, labels: test.labels, resolution: test.side },
+      classes: classNames.length,
+    }, {
+      epochs: options.epochs,
+      batch: options.batch,
+      learningRate: options.learningRate,
+      momentum: options.momentum,
+      weightDecay: options.weightDecay,
+      width: options.width,
+      size,
+      seed: options.seed,
+      onProgress: (p) =>
+        log.progress(`epoch ${p.epoch + 1}/${options.epochs}`, {
+          done: p.step,
+          total: p.stepsPerEpoch,
+          startedAt: p.startedAt,
+          unit: "steps",
+          status: `loss ${p.loss.toFixed(4)}`,
+        }),
+      onEpoch: (r) =>
+        log.info(`epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, train accuracy ${(100 * r.trainAccuracy).toFixed(1)}%, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%, ${r.imagesPerSecond.toFixed(1)} images/s`),
+    });
+    try {
+      if (options.output) {
+        const tensors = await result.net.readTensors();
+        const metadata = {
+          format: "pt",
+          architecture: "resnet18",
+          width: String(options.width),
+          inputSize: String(size),
+          classes: JSON.stringify(classNames),
+          stem: size <= 64 ? "3x3 stride 1, no max pool" : "7x7 stride 2 with max pool",
+        };
+        await atomicWrite(options.output, encodeSafetensors(tensors, metadata));
+        log.info(`Saved the classifier weights to ${options.output}.`);
+      }
+      return {
+        input: options.input,
+        epochs: result.epochs,
+        testAccuracy: result.testAccuracy,
+        imagesPerSecond: result.imagesPerSecond,
+        testImages: test.labels.length,
+        output: options.output ?? null,
+      };
+    } finally {
+      result.net.destroy();
+    }
+  });
+}

@@ -1,0 +1,88 @@
+// `rapid-inr train`: ResNet-18 from one of the three input pipelines.
+
+import type { Command } from "./mod.ts";
+import type { OptionSpec, OptionValues } from "./options.ts";
+import { UsageError } from "./options.ts";
+import { datasetSpec, DATASET_OPTIONS } from "./encode.ts";
+import { type DatasetSpec, defaultTestSplit, trainStage, type TrainStageOptions } from "./stages.ts";
+import type { InputKind } from "../train/trainer.ts";
+import { readRinr } from "../format/mod.ts";
+
+/** Training options shared by train and run. */
+export const TRAIN_OPTIONS: OptionSpec[] = [
+  { name: "input", type: "string", default: "inr", choices: ["inr", "raw", "files"], help: "input pipeline: inr decodes INRs on the GPU, raw reads resident pixels on the GPU, files decodes image files on the CPU per batch" },
+  { name: "epochs", type: "integer", default: 30, min: 1, help: "passes over the training set" },
+  { name: "batch", type: "integer", default: 128, min: 1, help: "training batch size in images" },
+  { name: "train-lr", type: "number", default: 0.1, min: 0, help: "peak SGD learning rate, cosine-decayed to 0" },
+  { name: "momentum", type: "number", default: 0.9, min: 0, max: 1, help: "SGD momentum" },
+  { name: "weight-decay", type: "number", default: 5e-4, min: 0, help: "L2 weight decay on convolution and linear weights" },
+  { name: "resnet-width", type: "integer", default: 64, min: 1, help: "channels of the first ResNet-18 stage (64 is the standard network; 8 or 16 for machines without a GPU)" },
+  { name: "input-size", type: "integer", min: 8, max: 4096, help: "classifier input side in pixels (default: the training resolution)" },
+  { name: "test", type: "string", help: "dataset holding the test split (default: the training dataset)" },
+  { name: "test-split", type: "string", help: "test split name (default: test, else val)" },
+  { name: "test-per-class", type: "integer", min: 1, help: "evaluate on the first N test images of each class" },
+  { name: "test-limit", type: "integer", min: 1, help: "evaluate on at most N test images" },
+];
+
+/** Resolves the test set: explicit --test, else next to the training data. */
+export async function testSpec(values: OptionValues, trainPath: string): Promise<DatasetSpec> {
+  const path = (values.test as string | undefined) ?? trainPath;
+  return {
+    path,
+    split: (values["test-split"] as string | undefined) ?? await defaultTestSplit(path),
+    limitPerClass: values["test-per-class"] as number | undefined,
+    limit: values["test-limit"] as number | undefined,
+  };
+}
+
+export function trainOptions(values: OptionValues): Omit<TrainStageOptions, "test" | "rinr" | "dataset" | "output"> {
+  return {
+    input: values.input as InputKind,
+    epochs: values.epochs as number,
+    batch: values.batch as number,
+    learningRate: values["train-lr"] as number,
+    momentum: values.momentum as number,
+    weightDecay: values["weight-decay"] as number,
+    width: values["resnet-width"] as number,
+    size: values["input-size"] as number | undefined,
+    seed: values.seed as number,
+    overwrite: values.force as boolean,
+  };
+}
+
+export const trainCommand: Command = {
+  spec: {
+    name: "train",
+    summary: "train a ResNet-18 from INR-decoded, raw or file-decoded batches",
+    usage: "rapid-inr train --input inr|raw|files --data <file.rinr | dataset> [options]",
+    example: "rapid-inr train --input inr --data cifar-q8.rinr --epochs 10 --resnet-width 16 --output model.safetensors",
+    positionals: [],
+    options: [
+      { name: "data", type: "string", help: "training data: a .rinr file for --input inr, a dataset for raw and files" },
+      { name: "output", alias: "o", type: "string", help: "safetensors file for the trained weights" },
+      ...TRAIN_OPTIONS,
+      ...DATASET_OPTIONS,
+      { name: "seed", type: "integer", default: 0, min: 0, help: "seed of weights, shuffling and augmentation" },
+      { name: "force", type: "boolean", default: false, help: "replace an existing output file" },
+    ],
+  },
+  async execute({ positionals, values }, log) {
+    if (positionals.length > 0) throw new UsageError(`train takes no positional arguments, got "${positionals[0]}". Pass the data with --data.`);
+    const data = values.data;
+    if (typeof data !== "string") throw new UsageError("Missing --data: a .rinr file for --input inr, or a dataset for raw and files.");
+    const options = trainOptions(values);
+    let trainPath = data;
+    if (options.input === "inr") {
+      const file = await readRinr(data);
+      if (!values.test && !file.source) throw new UsageError(`${data} records no source dataset. Pass --test with the dataset holding the test split.`);
+      trainPath = file.source ?? "";
+    }
+    return await trainStage({
+      ...options,
+      rinr: options.input === "inr" ? data : undefined,
+      dataset: options.input === "inr" ? undefined : datasetSpec(data, values),
+      test: await testSpec(values, trainPath),
+      output: values.output as string | undefined,
+    }, log);
+  },
+};
