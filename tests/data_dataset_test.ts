@@ -22,7 +22,7 @@ import {
 } from "../src/data/mod.ts";
 import { assertClose } from "./_util.ts";
 
-/** A width x height image filled with one color. */
+/** Returns a width x height image filled with one color. */
 function solid(width: number, height: number, color: [number, number, number]): RgbImage {
   const rgb = new Uint8Array(width * height * 3);
   for (let p = 0; p < width * height; p++) rgb.set(color, p * 3);
@@ -231,7 +231,7 @@ async function gzip(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-/** Six 3x3 grayscale images whose pixels are 40 * index + position, labels 2, 0, 1, 0, 2, 2. */
+/** Encodes six 3x3 grayscale images whose pixels are 40 * index + position, labels 2, 0, 1, 0, 2, 2. */
 function idxFixture(): { images: Uint8Array<ArrayBuffer>; labels: Uint8Array<ArrayBuffer> } {
   const data = new Uint8Array(6 * 9);
   for (let i = 0; i < 6; i++) for (let p = 0; p < 9; p++) data[i * 9 + p] = 40 * i + p;
@@ -335,7 +335,7 @@ Deno.test("loadIdx rejects bad files", async () => {
 // ---------------------------------------------------------------------------
 // CIFAR-10 binary
 
-/** A batch of records where record r has label labels[r] and channel c of pixel p equals (r + 3c + p) mod 256. */
+/** Builds a batch file where record r has label labels[r] and channel c of pixel p equals (r + 3c + p) mod 256. */
 function cifarBatch(labels: number[], firstRecord: number): Uint8Array {
   const out = new Uint8Array(labels.length * 3073);
   labels.forEach((label, i) => {
@@ -370,9 +370,12 @@ Deno.test("loadCifar10Binary folder and file", async () => {
     assertEquals(Array.from(test.labels), [3]);
     assertEquals(test.images[0], 100);
 
-    const one = await loadDataset(join(folder, "data_batch_2.bin"), { size: 16, limitPerClass: 1 });
-    assertEquals(one.side, 16);
-    assertEquals(Array.from(one.labels), [4, 1]);
+    const oneBatch = await loadDataset(join(folder, "data_batch_2.bin"), {
+      size: 16,
+      limitPerClass: 1,
+    });
+    assertEquals(oneBatch.side, 16);
+    assertEquals(Array.from(oneBatch.labels), [4, 1]);
 
     await Deno.writeTextFile(
       join(folder, "batches.meta.txt"),
@@ -446,8 +449,8 @@ Deno.test("DEMO_DATASET matches the Debian files", async (t) => {
   }
   const demo = await readIdx(DEMO_DATASET.train.images);
   const demoLabels = await readIdx(DEMO_DATASET.train.labels);
-  const kept = selectSamples(fullLabels.data, { limitPerClass: 100 });
-  for (const [slot, index] of kept.entries()) {
+  const selected = selectSamples(fullLabels.data, { limitPerClass: 100 });
+  for (const [slot, index] of selected.entries()) {
     assertEquals(demoLabels.data[slot], fullLabels.data[index], `label of demo image ${slot}`);
     assertEquals(
       demo.data.subarray(slot * 784, slot * 784 + 784),

@@ -721,7 +721,7 @@ Deno.test("decodeImage reports corrupt PNGs", async () => {
 
   const noEnd = good.subarray(0, good.length - 12);
   const noEndResult = await decodeImage(noEnd, "no-iend.png").catch((error) => error);
-  // The decoder may accept a PNG that only lacks IEND; if it rejects it, the reason must say so.
+  // The decoder may accept a PNG that only lacks IEND; if it rejects it, the message must name IEND.
   if (noEndResult instanceof DataError) assertStringIncludes(noEndResult.message, "IEND");
 
   const badDepth = good.slice();

@@ -23,7 +23,7 @@ function randomImage(seed: number, width: number, height: number): RgbImage {
   return { width, height, rgb };
 }
 
-/** An image whose channel c at (x, y) is value(x, y, c). */
+/** Returns an image whose channel c at (x, y) is value(x, y, c). */
 function imageOf(
   width: number,
   height: number,
@@ -99,7 +99,7 @@ Deno.test("resizeImage upscale interpolates linearly", () => {
 });
 
 Deno.test("resizeImage lanczos3 stays in range", () => {
-  // A hard edge makes Lanczos overshoot; the result must clamp instead of wrapping around.
+  // A hard edge makes Lanczos overshoot, and the result must clamp instead of wrapping around.
   const image = imageOf(32, 4, (x) => (x < 16 ? 0 : 255));
   for (const width of [12, 70]) {
     const out = resizeImage(image, { width, height: 4, filter: "lanczos3" });
@@ -212,7 +212,7 @@ Deno.test("resizeImage matches Pillow within 1", async (t) => {
         const result = new Deno.Command("/usr/bin/python3", { args: ["-c", script, path] })
           .outputSync();
         const ours = resizeImage(image, { width: outWidth, height: outHeight, filter });
-        // Pillow rounds to 8 bits between its two passes; this code does not.
+        // Pillow rounds to 8 bits between its two passes, but this code does not.
         assertClose(
           `${filter} ${width}x${height} -> ${outWidth}x${outHeight}`,
           ours.rgb,

@@ -68,10 +68,10 @@ export function selectSamples(
 
   const selected: number[] = [];
   const total = classes.reduce((sum, members) => sum + members.length, 0);
-  const wanted = Math.min(limit ?? Infinity, total);
-  for (let rank = 0; selected.length < wanted; rank++) {
+  const keepCount = Math.min(limit ?? Infinity, total);
+  for (let rank = 0; selected.length < keepCount; rank++) {
     for (const members of classes) {
-      if (rank < members.length && selected.length < wanted) selected.push(members[rank]);
+      if (rank < members.length && selected.length < keepCount) selected.push(members[rank]);
     }
   }
   return selected.sort((a, b) => a - b);

@@ -10,7 +10,7 @@ import { basename, extname, join, relative } from "@std/path";
 import { loadCifar10Binary } from "./cifar.ts";
 import { checkSizeOption, type Dataset, type LoadOptions, selectSamples } from "./common.ts";
 import { DataError } from "./errors.ts";
-import { listFolder, readFileOrThrow, readHead, statOrThrow } from "./files.ts";
+import { compareCodeUnits, listFolder, readFileOrThrow, readHead, statOrThrow } from "./files.ts";
 import { idxLabelsPathFor, type IdxLoadOptions, loadIdx } from "./idx.ts";
 import { decodeImage } from "./image.ts";
 import { resizeToSquare } from "./resize.ts";
@@ -141,11 +141,9 @@ async function scanClassFolders(
   const files: ImageFile[] = [];
   for (const [label, className] of classNames.entries()) {
     const classFolder = join(splitFolder, className);
-    const paths = (await listFilesRecursively(classFolder)).sort((a, b) => {
-      const relativeA = relative(classFolder, a);
-      const relativeB = relative(classFolder, b);
-      return relativeA < relativeB ? -1 : relativeA > relativeB ? 1 : 0;
-    });
+    const paths = (await listFilesRecursively(classFolder)).sort((a, b) =>
+      compareCodeUnits(relative(classFolder, a), relative(classFolder, b))
+    );
     const images = paths.filter((path) => IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()));
     const skipped = paths.filter((path) => !IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()));
     if (skipped.length > 0) {

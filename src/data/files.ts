@@ -79,7 +79,7 @@ export async function listFolder(path: string): Promise<Deno.DirEntry[]> {
     }
     throw error;
   }
-  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return entries.sort((a, b) => compareCodeUnits(a.name, b.name));
 }
 
 /** Reads the first `count` bytes of a file (fewer if the file is shorter). */
@@ -102,4 +102,11 @@ export async function readHead(path: string, count: number): Promise<Uint8Array>
   } finally {
     file.close();
   }
+}
+
+/** Orders strings by UTF-16 code units, as `Array.prototype.sort` does by default, for use in comparators. */
+export function compareCodeUnits(a: string, b: string): number {
+  if (a < b) return -1;
+  if (a > b) return 1;
+  return 0;
 }

@@ -222,7 +222,7 @@ interface JpegHeader {
   components: number;
 }
 
-/** Start-of-frame markers: SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC). */
+/** Tells whether a marker starts a frame: SOF0-SOF15 are C0-CF, minus C4 (DHT), C8 (JPG) and CC (DAC) in that range. */
 function isStartOfFrame(marker: number): boolean {
   return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
 }

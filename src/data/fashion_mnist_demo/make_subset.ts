@@ -58,16 +58,16 @@ async function cutSplit(
 ): Promise<number> {
   const images = await readIdx(join(source, `${prefix}-images-idx3-ubyte.gz`));
   const labels = await readIdx(join(source, `${prefix}-labels-idx1-ubyte.gz`));
-  const kept = selectSamples(labels.data, { limitPerClass: perClass });
+  const selected = selectSamples(labels.data, { limitPerClass: perClass });
   await Deno.writeFile(
     join(target, `${prefix}-images-idx3-ubyte.gz`),
-    await gzip(encodeIdx(takeRecords(images, kept))),
+    await gzip(encodeIdx(takeRecords(images, selected))),
   );
   await Deno.writeFile(
     join(target, `${prefix}-labels-idx1-ubyte.gz`),
-    await gzip(encodeIdx(takeRecords(labels, kept))),
+    await gzip(encodeIdx(takeRecords(labels, selected))),
   );
-  return kept.length;
+  return selected.length;
 }
 
 if (import.meta.main) {
