@@ -87,30 +87,44 @@ interface Codecs {
 let codecsPromise: Promise<Codecs> | undefined;
 
 /**
- * Instantiates both WebAssembly codecs once. Each package locates its `.wasm`
- * file next to its own module and fetches it by file URL.
+ * Instantiates both WebAssembly codecs once. The .wasm bytes are read with
+ * `Deno.readFile` from the packages' resolved file URLs, because that also
+ * reads the embedded file system of a `deno compile` binary, while the
+ * packages' own loaders `fetch` a file URL.
  */
 function loadCodecs(): Promise<Codecs> {
   codecsPromise ??= (async () => {
     const jpegMessages: string[] = [];
     const record = (message: string) => jpegMessages.push(message);
-    // NOTE: untested in a `deno compile` binary, where these file URLs must
-    // resolve inside the binary's embedded file system.
     try {
+      // NOTE: not verified inside a `deno compile` binary yet.
+      const [pngWasm, jpegWasm] = await Promise.all([
+        readPackageFile("@jsquash/png/codec/pkg/squoosh_png_bg.wasm"),
+        readPackageFile("@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm"),
+      ]);
       const [mozjpeg] = await Promise.all([
-        mozjpegFactory({ noInitialRun: true, print: record, printErr: record } as never),
-        initPngCodec(),
+        mozjpegFactory(
+          { noInitialRun: true, print: record, printErr: record, wasmBinary: jpegWasm } as never,
+        ),
+        initPngCodec(pngWasm),
       ]);
       return { mozjpeg, jpegMessages };
     } catch (error) {
       throw new Error(
         `Failed to load the WebAssembly image codecs of @jsquash/png and @jsquash/jpeg: ${error}. ` +
-          "Check that the npm packages are installed and that the process may read them.",
+          "Check that the npm packages are installed and that the process may read them (--allow-read).",
       );
     }
   })();
   codecsPromise.catch(() => codecsPromise = undefined);
   return codecsPromise;
+}
+
+/** Reads a file of an npm package, or returns undefined where it has no file URL (the package then fetches it). */
+async function readPackageFile(specifier: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  const url = new URL(import.meta.resolve(specifier));
+  if (url.protocol !== "file:") return undefined;
+  return await Deno.readFile(url);
 }
 
 // ---------------------------------------------------------------------------
