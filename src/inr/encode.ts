@@ -4,6 +4,8 @@
 // output layer, MSE over all pixels and the 3 channels with the full image in
 // every iteration, Adam (0.9, 0.999, 1e-8), cosine learning-rate decay from
 // the initial rate to 0, and the weights of the best PSNR kept per image.
+// Every iteration scores the weights its forward pass used, before the Adam
+// step changes them, so the weights after the last step are never scored.
 // Initial weights come from a generator seeded by (seed, image index), so the
 // result does not depend on the batch size.
 
@@ -47,8 +49,8 @@ export interface EncodeOptions {
   /** Initial learning rate. Default: the preset's (5e-4). */
   learningRate?: number;
   /**
-   * Images fitted together. Default: as many as fit one storage binding and
-   * `memoryBytes`, at most the image count.
+   * Images fitted together. Default: the fewest batches that fit the
+   * adapter's storage binding limit and `memoryBytes`, with equal sizes.
    */
   batchSize?: number;
   /**
@@ -148,7 +150,9 @@ export async function encodeImages(
 
   const fitting = { arch, side, memoryBytes, tuning: options.tuning };
   const maxImages = maxBatchImages(gpu, fitting);
-  let batchSize = Math.min(count, maxImages);
+  // Equal batches instead of full ones and a small remainder: the same number
+  // of submits, and no batch too small to fill a GPU.
+  let batchSize = Math.ceil(count / Math.ceil(count / maxImages));
   if (options.batchSize !== undefined) {
     requirePositiveInteger("Batch size", options.batchSize);
     if (options.batchSize > maxImages) {

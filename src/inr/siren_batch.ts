@@ -30,7 +30,7 @@ export interface AdamSettings {
 /** Default Adam hyperparameters. */
 export const ADAM_DEFAULTS: Readonly<AdamSettings> = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
 
-/** Workgroup and tile sizes; none changes results beyond float32 rounding order. */
+/** Workgroup and tile sizes. They change results only through the float32 summation order. */
 export interface SirenTuning {
   /** Invocations per workgroup of the forward/backward kernel (4 pixels each). Default 64. */
   pixelWorkgroup: number;
@@ -93,7 +93,8 @@ export function sirenImageBytes(
   const chunks = gradientChunks(pixels, resolveTuning(settings.tuning));
   const act = rows * paddedPixels * 4;
   const delta = (rows + 3) * paddedPixels * 4;
-  // target and sqerr per pixel; theta, best, m and v per parameter; score.
+  // Also per image: target and sqerr per pixel, then theta, best, m, v and the
+  // gradient partials per parameter, then the score.
   const small = (pixels + paddedPixels) * 4 + (4 + chunks) * q * 4 + 8;
   return { act, delta, total: act + delta + small };
 }
@@ -379,19 +380,21 @@ export class SirenFitBatch {
     const count = input.weights.length / this.paramCount;
     if (!Number.isInteger(count) || count < 1 || count > this.capacity) {
       throw new RangeError(
-        `Initial weights hold ${input.weights.length} floats; expected 1..${this.capacity} images of ${this.paramCount}.`,
+        `Initial weights have ${input.weights.length} floats; expected 1..${this.capacity} images of ${this.paramCount}.`,
       );
     }
     if (input.images.length !== count * pixels * 3) {
       throw new RangeError(
-        `Images hold ${input.images.length} bytes; expected ${count} x ${this.side} x ${this.side} x 3 = ${count * pixels * 3}.`,
+        `Images have ${input.images.length} bytes; expected ${count} x ${this.side} x ${this.side} x 3 = ${count * pixels * 3}.`,
       );
     }
+
     const packed = new Uint32Array(count * pixels);
     const rgb = input.images;
     for (let i = 0; i < packed.length; i++) {
       packed[i] = rgb[3 * i] | (rgb[3 * i + 1] << 8) | (rgb[3 * i + 2] << 16);
     }
+
     const b = this.#buffers;
     const gpu = this.gpu;
     gpu.write(b.target, packed);
@@ -405,6 +408,7 @@ export class SirenFitBatch {
     for (let i = 0; i < count; i++) score[2 * i + 1] = -3.4e38;
     gpu.write(b.score, score);
     gpu.write(b.counter, new Uint32Array(1));
+
     this.#stepsDone = 0;
     if (count !== this.#count) {
       this.#destroyPlans();
