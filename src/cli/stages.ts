@@ -3,7 +3,7 @@
 // figures its --json output reports and writes its outputs atomically.
 
 import { basename, join } from "@std/path";
-import { type Dataset, DataError, encodePng, loadDataset } from "../data/mod.ts";
+import { type Dataset, DataError, detectDatasetKind, encodePng, loadDataset } from "../data/mod.ts";
 import { encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
 import { Gpu } from "../gpu/device.ts";
 import { InrDecoder } from "../inr/decode.ts";
@@ -52,7 +52,8 @@ export async function defaultTestSplit(path: string): Promise<string> {
       // try the next name
     }
   }
-  if (/\.(bin|gz)$|ubyte/.test(path)) return "test";
+  const kind = await detectDatasetKind(path).catch(() => "image-folder");
+  if (kind !== "image-folder") return "test";
   throw new UsageError(`No "test" or "val" folder in ${path}. Name the test split with --test-split, or the folder with --test.`);
 }
 

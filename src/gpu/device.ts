@@ -19,6 +19,8 @@ export interface GpuOptions {
   notice?: boolean;
 }
 
+let noticePrinted = false;
+
 /** Storage usage for buffers the kernels read and write. */
 export const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -60,7 +62,8 @@ export class Gpu {
     const adapterName = info.description || info.device || info.vendor || "unknown adapter";
     const isSoftware = info.isFallbackAdapter === true || /llvmpipe|swiftshader|lavapipe|warp/i
       .test(adapterName);
-    if (isSoftware && options.notice !== false) {
+    if (isSoftware && options.notice !== false && !noticePrinted) {
+      noticePrinted = true;
       console.error(`rapid-inr: using the software GPU adapter "${adapterName}"; expect slow runs.`);
     }
 
