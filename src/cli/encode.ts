@@ -7,7 +7,7 @@ import { type DatasetSpec, encodeStage, type EncodeStageOptions } from "./stages
 
 /** Dataset selection options shared by encode, train and run. */
 export const DATASET_OPTIONS: OptionSpec[] = [
-  { name: "split", type: "string", default: "train", help: "split folder (or IDX/CIFAR split name) to read" },
+  { name: "split", type: "string", help: "split folder (or IDX/CIFAR split name) to read (default: train, or the folder itself when it has no train subfolder)" },
   { name: "size", type: "integer", min: 1, max: 4096, help: "image side in pixels after resizing (default: the preset's side)" },
   { name: "per-class", type: "integer", min: 1, help: "keep the first N images of each class (sorted by path)" },
   { name: "limit", type: "integer", min: 1, help: "keep at most N images in total, balanced over classes" },
@@ -29,7 +29,7 @@ export const ENCODE_OPTIONS: OptionSpec[] = [
 export function datasetSpec(path: string, values: OptionValues): DatasetSpec {
   return {
     path,
-    split: values.split as string,
+    split: values.split as string | undefined,
     size: values.size as number | undefined,
     limitPerClass: values["per-class"] as number | undefined,
     limit: values.limit as number | undefined,

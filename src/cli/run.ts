@@ -47,7 +47,7 @@ export const runCommand: Command = {
     const train = await trainStage({
       ...options,
       rinr: compressedPath,
-      dataset: { path: dataset, split: values.split as string, size: encode.resolution, limitPerClass: values["per-class"] as number | undefined, limit: values.limit as number | undefined },
+      dataset: { path: dataset, split: values.split as string | undefined, size: encode.resolution, limitPerClass: values["per-class"] as number | undefined, limit: values.limit as number | undefined },
       test,
       output: modelPath,
     }, log);

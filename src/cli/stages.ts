@@ -18,7 +18,8 @@ import { UsageError } from "./options.ts";
 /** Where a dataset comes from and which part of it to use. */
 export interface DatasetSpec {
   path: string;
-  split: string;
+  /** Split folder or name; default: the loader's ("train", or the folder itself). */
+  split?: string;
   /** Side R the images are resized to. */
   size?: number;
   limitPerClass?: number;
@@ -35,10 +36,10 @@ export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
     limit: spec.limit,
     onWarning: (message: string) => log.warn(message),
     onProgress: (done: number, total: number) =>
-      log.progress(`load ${spec.split}`, { done, total, startedAt, unit: "images" }),
+      log.progress(`load ${spec.split ?? "images"}`, { done, total, startedAt, unit: "images" }),
   });
   const count = dataset.labels.length;
-  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${dataset.classNames.length} classes from ${spec.path} (${spec.split}).`);
+  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${dataset.classNames.length} classes from ${spec.path}${spec.split ? ` (${spec.split})` : ""}.`);
   return dataset;
 }
 
@@ -150,7 +151,7 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
     source: options.dataset.path,
     encode: {
       seed: options.seed,
-      split: options.dataset.split,
+      split: options.dataset.split ?? null,
       limitPerClass: options.dataset.limitPerClass ?? null,
       limit: options.dataset.limit ?? null,
       preset: preset.name,
@@ -261,7 +262,7 @@ async function sourceImages(file: RinrFile, override: string | undefined, log: L
   try {
     const dataset = await loadSpec({
       path,
-      split: typeof encode.split === "string" ? encode.split : "train",
+      split: typeof encode.split === "string" ? encode.split : undefined,
       size: file.resolution,
       limitPerClass: typeof encode.limitPerClass === "number" ? encode.limitPerClass : undefined,
       limit: typeof encode.limit === "number" ? encode.limit : undefined,
