@@ -154,14 +154,16 @@ fn forward(
 
   for (var g = 0u; g < groups; g++) {
     let col = columns_of(first, g);
-    for (var e = 0u; e < 4u; e++) {
-      if (col[e] >= columns) { continue; }
-      let n = col[e] / out_pixels;
-      let pixel = col[e] - n * out_pixels;
-      for (var i = 0u; i < TM; i++) {
-        if (k0 + i < p.k) {
-          y[(n * p.k + k0 + i) * out_pixels + pixel] = acc[i][g][e];
-        }
+    let n = col / out_pixels;
+    let index = n * p.k * out_pixels + col - n * out_pixels;
+    let valid = col < vec4u(columns);
+    for (var i = 0u; i < TM; i++) {
+      if (k0 + i < p.k) {
+        let at = index + vec4u((k0 + i) * out_pixels);
+        if (valid.x) { y[at.x] = acc[i][g].x; }
+        if (valid.y) { y[at.y] = acc[i][g].y; }
+        if (valid.z) { y[at.z] = acc[i][g].z; }
+        if (valid.w) { y[at.w] = acc[i][g].w; }
       }
     }
   }
@@ -248,16 +250,19 @@ fn backward_data(
   let in_pixels = p.h * p.w;
   for (var g = 0u; g < groups; g++) {
     let col = columns_of(first, g);
-    for (var e = 0u; e < 4u; e++) {
-      if (col[e] >= columns) { continue; }
-      let n = col[e] / phase_pixels;
-      let rest = col[e] - n * phase_pixels;
-      let a = rest / count_x;
-      let pixel = (iy_first + a * s) * p.w + ix_first + (rest - a * count_x) * s;
-      for (var i = 0u; i < TM; i++) {
-        if (c0 + i < p.c) {
-          dx[(n * p.c + c0 + i) * in_pixels + pixel] = acc[i][g][e];
-        }
+    let n = col / phase_pixels;
+    let rest = col - n * phase_pixels;
+    let a = rest / count_x;
+    let pixel = (iy_first + a * s) * p.w + ix_first + (rest - a * count_x) * s;
+    let index = n * p.c * in_pixels + pixel;
+    let valid = col < vec4u(columns);
+    for (var i = 0u; i < TM; i++) {
+      if (c0 + i < p.c) {
+        let at = index + vec4u((c0 + i) * in_pixels);
+        if (valid.x) { dx[at.x] = acc[i][g].x; }
+        if (valid.y) { dx[at.y] = acc[i][g].y; }
+        if (valid.z) { dx[at.z] = acc[i][g].z; }
+        if (valid.w) { dx[at.w] = acc[i][g].w; }
       }
     }
   }
@@ -329,12 +334,14 @@ fn backward_weight(
   let slice = chunk * p.k * columns;
   for (var g = 0u; g < groups; g++) {
     let col = columns_of(first, g);
-    for (var e = 0u; e < 4u; e++) {
-      if (col[e] >= columns) { continue; }
-      for (var i = 0u; i < TM; i++) {
-        if (k0 + i < p.k) {
-          dw_partial[slice + (k0 + i) * columns + col[e]] = acc[g][i][e];
-        }
+    let valid = col < vec4u(columns);
+    for (var i = 0u; i < TM; i++) {
+      if (k0 + i < p.k) {
+        let at = col + vec4u(slice + (k0 + i) * columns);
+        if (valid.x) { dw_partial[at.x] = acc[g][i].x; }
+        if (valid.y) { dw_partial[at.y] = acc[g][i].y; }
+        if (valid.z) { dw_partial[at.z] = acc[g][i].z; }
+        if (valid.w) { dw_partial[at.w] = acc[g][i].w; }
       }
     }
   }
