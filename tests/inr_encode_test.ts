@@ -294,6 +294,16 @@ Deno.test("encode rejects invalid input", async () => {
     "memory budget is 1000",
   );
   await assertRejects(
+    () => encodeImages(gpu, { images, count: 2, side: 4 }, { tuning: { gradWorkgroup: 1024, tileRows: 8, tileCols: 8 } }),
+    RangeError,
+    "262144 bytes of workgroup memory",
+  );
+  await assertRejects(
+    () => encodeImages(gpu, { images, count: 2, side: 4 }, { tuning: { tileRows: 9 } }),
+    RangeError,
+    "tileRows must be at most 8",
+  );
+  await assertRejects(
     () => encodeImages(gpu, { images, count: 2, side: 4 }, { preset: "mnist" }),
     RangeError,
     "Unknown encode preset",

@@ -43,7 +43,8 @@ export interface SirenTuning {
   /**
    * Pixels one gradient workgroup reduces, rounded up to a multiple of 4.
    * Images with more pixels are split into chunks that run in parallel and
-   * are summed by the Adam kernel. Default 8192.
+   * are summed by the Adam kernel. Default 16384: 4 chunks at 224 px, so one
+   * invocation of a 64-wide workgroup sums at most 64 quads.
    */
   chunkPixels: number;
 }
@@ -54,7 +55,7 @@ export const TUNING_DEFAULTS: Readonly<SirenTuning> = {
   gradWorkgroup: 64,
   tileRows: 4,
   tileCols: 4,
-  chunkPixels: 8192,
+  chunkPixels: 16384,
 };
 
 /** Settings of a {@linkcode SirenFitBatch}. */
@@ -350,8 +351,23 @@ export class SirenFitBatch {
       throw new RangeError(`Learning rate must be a positive number, got ${settings.learningRate}.`);
     }
     const tuning = resolveTuning(settings.tuning);
+    const limits = gpu.device.limits;
+    for (const name of ["pixelWorkgroup", "gradWorkgroup"] as const) {
+      if (tuning[name] > limits.maxComputeInvocationsPerWorkgroup) {
+        throw new RangeError(
+          `SIREN tuning ${name} is ${tuning[name]}, above the adapter's ${limits.maxComputeInvocationsPerWorkgroup} invocations per workgroup.`,
+        );
+      }
+    }
+    const sharedBytes = tuning.gradWorkgroup * tuning.tileRows * tuning.tileCols * 4;
+    if (sharedBytes > limits.maxComputeWorkgroupStorageSize) {
+      throw new RangeError(
+        `The gradient reduction needs ${sharedBytes} bytes of workgroup memory (gradWorkgroup x tileRows x ` +
+          `tileCols x 4), above the adapter's ${limits.maxComputeWorkgroupStorageSize}. Use smaller tiles or workgroups.`,
+      );
+    }
     const pixelGroups = Math.ceil((settings.side * settings.side) / 4 / tuning.pixelWorkgroup);
-    if (pixelGroups > gpu.device.limits.maxComputeWorkgroupsPerDimension) {
+    if (pixelGroups > limits.maxComputeWorkgroupsPerDimension) {
       throw new RangeError(
         `Image side ${settings.side} needs ${pixelGroups} workgroups per image, more than the adapter allows. ` +
           "Raise tuning.pixelWorkgroup or use smaller images.",
