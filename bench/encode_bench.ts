@@ -40,7 +40,10 @@ const RUNS: Record<EncodePresetName, { images: [number, number]; iterations: [nu
 for (const preset of Object.values(ENCODE_PRESETS)) {
   const { arch, side } = preset;
   const pick = gpu.isSoftware ? 0 : 1;
-  const capacity = Math.min(RUNS[preset.name].images[pick], maxBatchImages(gpu, { arch, side, memoryBytes: 8 * 1024 ** 3 }));
+  const capacity = Math.min(
+    RUNS[preset.name].images[pick],
+    maxBatchImages(gpu, { arch, side, memoryBytes: 8 * 1024 ** 3 }),
+  );
   const iterations = RUNS[preset.name].iterations[pick];
   const pixels = side * side;
   const q = sirenParamCount(arch);
@@ -48,14 +51,25 @@ for (const preset of Object.values(ENCODE_PRESETS)) {
   const images = new Uint8Array(capacity * pixels * 3);
   for (let i = 0; i < images.length; i++) images[i] = (i * 2654435761) >>> 24;
   const weights = new Float32Array(capacity * q);
-  for (let n = 0; n < capacity; n++) weights.set(initialWeights(arch, { seed: 0, index: n }), n * q);
+  for (let n = 0; n < capacity; n++) {
+    weights.set(initialWeights(arch, { seed: 0, index: n }), n * q);
+  }
   // Room for the warmup and every measured run in one cosine schedule.
-  const batch = await SirenFitBatch.create(gpu, { arch, side, capacity, iterations: 1_000_000, learningRate: preset.learningRate });
+  const batch = await SirenFitBatch.create(gpu, {
+    arch,
+    side,
+    capacity,
+    iterations: 1_000_000,
+    learningRate: preset.learningRate,
+  });
   batch.load({ images, weights });
 
   const gflop = (fitFlops(arch, pixels) * capacity * iterations) / 1e9;
   Deno.bench({
-    name: `${preset.name} ${side}px ${arch.sineLayers}x${arch.width}: ${capacity} images x ${iterations} iterations, ${gflop.toPrecision(3)} GFLOP`,
+    name:
+      `${preset.name} ${side}px ${arch.sineLayers}x${arch.width}: ${capacity} images x ${iterations} iterations, ${
+        gflop.toPrecision(3)
+      } GFLOP`,
     n: gpu.isSoftware ? 3 : 10,
     warmup: 1,
     async fn() {

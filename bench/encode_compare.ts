@@ -18,7 +18,8 @@ import { Gpu } from "../src/gpu/device.ts";
 import { loadImageFolder } from "../src/data/mod.ts";
 import { encodeImages } from "../src/inr/encode.ts";
 
-const HELP = `Usage: deno run -A bench/encode_compare.ts (--root DIR | --raw FILE --side R) [options]
+const HELP =
+  `Usage: deno run -A bench/encode_compare.ts (--root DIR | --raw FILE --side R) [options]
 
   --root DIR        image folder <DIR>/<class>/<files>
   --raw FILE        u8 RGB images [N][R][R][3]; needs --side
@@ -44,7 +45,9 @@ function positiveInteger(name: string, value: unknown, fallback?: number): numbe
   return number;
 }
 
-async function loadImages(args: Record<string, unknown>): Promise<{ images: Uint8Array; side: number }> {
+async function loadImages(
+  args: Record<string, unknown>,
+): Promise<{ images: Uint8Array; side: number }> {
   const side = positiveInteger("side", args.side);
   if (args.raw !== undefined) {
     if (side === undefined) throw new RangeError("--raw needs --side (the image side in pixels).");
@@ -56,7 +59,10 @@ async function loadImages(args: Record<string, unknown>): Promise<{ images: Uint
       );
     }
     const count = positiveInteger("count", args.count, bytes.length / imageBytes)!;
-    return { images: bytes.subarray(0, Math.min(count, bytes.length / imageBytes) * imageBytes), side };
+    return {
+      images: bytes.subarray(0, Math.min(count, bytes.length / imageBytes) * imageBytes),
+      side,
+    };
   }
   const dataset = await loadImageFolder(String(args.root), {
     size: side,
@@ -67,7 +73,22 @@ async function loadImages(args: Record<string, unknown>): Promise<{ images: Uint
 
 async function main(): Promise<void> {
   const args = parseArgs(Deno.args, {
-    string: ["root", "raw", "save-raw", "out", "side", "per-class", "count", "iterations", "lr", "layers", "width", "w0", "batch", "seed"],
+    string: [
+      "root",
+      "raw",
+      "save-raw",
+      "out",
+      "side",
+      "per-class",
+      "count",
+      "iterations",
+      "lr",
+      "layers",
+      "width",
+      "w0",
+      "batch",
+      "seed",
+    ],
     boolean: ["help"],
   });
   if (args.help || (args.root === undefined) === (args.raw === undefined)) {
@@ -84,7 +105,9 @@ async function main(): Promise<void> {
   const seed = args.seed === undefined ? 0 : Number(args.seed);
   if (!(learningRate > 0)) throw new RangeError(`--lr must be a positive number, got ${args.lr}.`);
   if (!(w0 > 0)) throw new RangeError(`--w0 must be a positive number, got ${args.w0}.`);
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`--seed must be an integer, got ${args.seed}.`);
+  if (!Number.isSafeInteger(seed)) {
+    throw new RangeError(`--seed must be an integer, got ${args.seed}.`);
+  }
 
   const { images, side } = await loadImages(args);
   if (args["save-raw"] !== undefined) await Deno.writeFile(String(args["save-raw"]), images);

@@ -1,7 +1,12 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { encodeImages, type EncodeProgress, initialWeights } from "../src/inr/encode.ts";
 import { ENCODE_PRESETS, encodePreset } from "../src/inr/presets.ts";
-import { adamSchedule, gradientTiles, SirenFitBatch, type SirenTuning } from "../src/inr/siren_batch.ts";
+import {
+  adamSchedule,
+  gradientTiles,
+  SirenFitBatch,
+  type SirenTuning,
+} from "../src/inr/siren_batch.ts";
 import {
   pixelCoordinate,
   type SirenArch,
@@ -11,7 +16,12 @@ import {
 import { assertClose, finiteDifference, seededRandom, testGpu } from "./_util.ts";
 
 // Float64 MSE over all pixels and channels of one image; pixel p = y * side + x.
-function mseReference(arch: SirenArch, params: ArrayLike<number>, image: Uint8Array, side: number): number {
+function mseReference(
+  arch: SirenArch,
+  params: ArrayLike<number>,
+  image: Uint8Array,
+  side: number,
+): number {
   let sum = 0;
   for (let y = 0; y < side; y++) {
     for (let x = 0; x < side; x++) {
@@ -71,9 +81,18 @@ Deno.test("encode presets have the published sizes", () => {
 
 Deno.test("initial weights depend on seed and index only", () => {
   const arch = { sineLayers: 2, width: 5, w0: 30 };
-  assertEquals(initialWeights(arch, { seed: 7, index: 3 }), initialWeights(arch, { seed: 7, index: 3 }));
-  assert(initialWeights(arch, { seed: 7, index: 3 })[0] !== initialWeights(arch, { seed: 7, index: 4 })[0]);
-  assert(initialWeights(arch, { seed: 8, index: 3 })[0] !== initialWeights(arch, { seed: 7, index: 3 })[0]);
+  assertEquals(
+    initialWeights(arch, { seed: 7, index: 3 }),
+    initialWeights(arch, { seed: 7, index: 3 }),
+  );
+  assert(
+    initialWeights(arch, { seed: 7, index: 3 })[0] !==
+      initialWeights(arch, { seed: 7, index: 4 })[0],
+  );
+  assert(
+    initialWeights(arch, { seed: 8, index: 3 })[0] !==
+      initialWeights(arch, { seed: 7, index: 3 })[0],
+  );
 });
 
 Deno.test("gradient tiles cover every parameter once", () => {
@@ -92,7 +111,9 @@ Deno.test("gradient tiles cover every parameter once", () => {
     const [inputs, outputs] = widths[layer];
     for (let r = row0; r < Math.min(row0 + 2, outputs); r++) {
       for (let c = col0; c < Math.min(col0 + 3, inputs + 1); c++) {
-        covered[c === inputs ? offsets[layer] + inputs * outputs + r : offsets[layer] + r * inputs + c]++;
+        covered[
+          c === inputs ? offsets[layer] + inputs * outputs + r : offsets[layer] + r * inputs + c
+        ]++;
       }
     }
   }
@@ -103,7 +124,10 @@ Deno.test("adam schedule follows cosine decay and bias correction", () => {
   const table = adamSchedule({ iterations: 4, learningRate: 0.1 });
   assertClose("step size t=0", [table[0]], [0.1 / (1 - 0.9)], { atol: 0, rtol: 1e-6 });
   assertClose("step size t=2", [table[4]], [0.1 * 0.5 / (1 - 0.9 ** 3)], { atol: 0, rtol: 1e-6 });
-  assertClose("inverse sqrt t=1", [table[3]], [1 / Math.sqrt(1 - 0.999 ** 2)], { atol: 0, rtol: 1e-6 });
+  assertClose("inverse sqrt t=1", [table[3]], [1 / Math.sqrt(1 - 0.999 ** 2)], {
+    atol: 0,
+    rtol: 1e-6,
+  });
 });
 
 Deno.test("render matches the CPU reference", async () => {
@@ -114,7 +138,13 @@ Deno.test("render matches the CPU reference", async () => {
   const weights = initialBatchWeights(arch, count, 11);
   // Larger first-layer weights push w0 z past +-100, which exercises the range reduction.
   for (let n = 0; n < count; n++) weights[n * sirenParamCount(arch)] = 3.5;
-  const batch = await SirenFitBatch.create(gpu, { arch, side, capacity: count, iterations: 1, learningRate: 1e-3 });
+  const batch = await SirenFitBatch.create(gpu, {
+    arch,
+    side,
+    capacity: count,
+    iterations: 1,
+    learningRate: 1e-3,
+  });
   try {
     batch.load({ images: randomImages(count, side, 1), weights });
     const rgb = await batch.render();
@@ -160,7 +190,12 @@ async function checkGradient(side: number, tuning: Partial<SirenTuning>): Promis
     for (let n = 0; n < count; n++) {
       const image = images.subarray(n * side * side * 3, (n + 1) * side * side * 3);
       const params = Float64Array.from(weights.subarray(n * q, (n + 1) * q));
-      const expected = finiteDifference((x) => mseReference(arch, x, image, side), params, indices, 1e-6);
+      const expected = finiteDifference(
+        (x) => mseReference(arch, x, image, side),
+        params,
+        indices,
+        1e-6,
+      );
       const scale = expected.reduce((max, g) => Math.max(max, Math.abs(g)), 0);
       // Float32 forward and backward against float64 central differences
       // (measured max error 2e-7 on llvmpipe, with gradients up to ~0.3).
@@ -181,7 +216,13 @@ Deno.test("gradient matches finite differences", async () => {
 Deno.test("gradient with chunks and ragged tiles", async () => {
   // 25 pixels padded to 7 quads, in chunks of 3 quads (the last one short),
   // with 3x3 tiles over width 5 and fewer invocations than tile entries.
-  await checkGradient(5, { chunkPixels: 12, tileRows: 3, tileCols: 3, gradWorkgroup: 4, pixelWorkgroup: 8 });
+  await checkGradient(5, {
+    chunkPixels: 12,
+    tileRows: 3,
+    tileCols: 3,
+    gradWorkgroup: 4,
+    pixelWorkgroup: 8,
+  });
 });
 
 Deno.test("adam steps match the reference", async () => {
@@ -192,7 +233,13 @@ Deno.test("adam steps match the reference", async () => {
   const iterations = 4;
   const learningRate = 0.01;
   const weights = initialBatchWeights(arch, count, 9);
-  const batch = await SirenFitBatch.create(gpu, { arch, side, capacity: count, iterations, learningRate });
+  const batch = await SirenFitBatch.create(gpu, {
+    arch,
+    side,
+    capacity: count,
+    iterations,
+    learningRate,
+  });
   try {
     batch.load({ images: randomImages(count, side, 3), weights });
     const theta = Float64Array.from(weights);
@@ -211,7 +258,10 @@ Deno.test("adam steps match the reference", async () => {
         theta[i] -= (lr / correction1) * m[i] / (Math.sqrt(v[i]) / Math.sqrt(correction2) + 1e-8);
       }
       // Each step moves a weight by about lr; float32 rounding stays well below the bound.
-      assertClose(`weights after step ${t + 1}`, await batch.readWeights(), theta, { atol: 5e-7, rtol: 1e-6 });
+      assertClose(`weights after step ${t + 1}`, await batch.readWeights(), theta, {
+        atol: 5e-7,
+        rtol: 1e-6,
+      });
     }
     assertEquals(batch.stepsDone, 3);
     assertThrows(() => batch.run(2), RangeError, "3 of 4 are done");
@@ -237,9 +287,14 @@ Deno.test("fitting a smooth image raises PSNR", async () => {
   const q = sirenParamCount(arch);
   for (let n = 0; n < 2; n++) {
     const image = images.subarray(n * side * side * 3, (n + 1) * side * side * 3);
-    const before = psnrReference(mseReference(arch, initial.subarray(n * q, (n + 1) * q), image, side));
+    const before = psnrReference(
+      mseReference(arch, initial.subarray(n * q, (n + 1) * q), image, side),
+    );
     // Measured 45.2 and 43.6 dB with seed 0 on llvmpipe; the floor leaves room for other adapters.
-    assert(result.psnr[n] > 38, `image ${n}: PSNR ${result.psnr[n]} dB, expected > 38 (initial ${before})`);
+    assert(
+      result.psnr[n] > 38,
+      `image ${n}: PSNR ${result.psnr[n]} dB, expected > 38 (initial ${before})`,
+    );
   }
   assertEquals(progress.map((p) => p.iteration), [100, 200, 300]);
   assertEquals(progress.at(-1)?.imagesDone, 2);
@@ -258,7 +313,9 @@ Deno.test("best weights reproduce the reported PSNR", async () => {
   const q = sirenParamCount(arch);
   for (let n = 0; n < count; n++) {
     const image = images.subarray(n * side * side * 3, (n + 1) * side * side * 3);
-    const psnr = psnrReference(mseReference(arch, result.weights.subarray(n * q, (n + 1) * q), image, side));
+    const psnr = psnrReference(
+      mseReference(arch, result.weights.subarray(n * q, (n + 1) * q), image, side),
+    );
     // Float32 GPU evaluation against float64 (measured 3e-7 dB apart on llvmpipe).
     assertClose(`PSNR of image ${n}`, [result.psnr[n]], [psnr], { atol: 1e-3, rtol: 0 });
   }
@@ -279,7 +336,10 @@ Deno.test("encode rejects invalid input", async () => {
     "3 x 4 x 4 x 3 = 144 bytes",
   );
   await assertRejects(
-    () => encodeImages(gpu, { images, count: 2, side: 4 }, { arch: { sineLayers: 2, width: 65, w0: 30 } }),
+    () =>
+      encodeImages(gpu, { images, count: 2, side: 4 }, {
+        arch: { sineLayers: 2, width: 65, w0: 30 },
+      }),
     RangeError,
     "limit of 64",
   );
@@ -294,7 +354,10 @@ Deno.test("encode rejects invalid input", async () => {
     "memory budget is 1000",
   );
   await assertRejects(
-    () => encodeImages(gpu, { images, count: 2, side: 4 }, { tuning: { gradWorkgroup: 1024, tileRows: 8, tileCols: 8 } }),
+    () =>
+      encodeImages(gpu, { images, count: 2, side: 4 }, {
+        tuning: { gradWorkgroup: 1024, tileRows: 8, tileCols: 8 },
+      }),
     RangeError,
     "262144 bytes of workgroup memory",
   );

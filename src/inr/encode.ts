@@ -10,7 +10,12 @@
 // result does not depend on the batch size.
 
 import type { Gpu } from "../gpu/device.ts";
-import { type AdamSettings, maxBatchImages, SirenFitBatch, type SirenTuning } from "./siren_batch.ts";
+import {
+  type AdamSettings,
+  maxBatchImages,
+  SirenFitBatch,
+  type SirenTuning,
+} from "./siren_batch.ts";
 import { type SirenArch, sirenInit, sirenParamCount } from "./siren.ts";
 import { encodePreset } from "./presets.ts";
 
@@ -105,7 +110,10 @@ export function imageRandom(options: { seed: number; index: number }): () => num
 }
 
 /** Returns the initial weights of image `index`, the same for any batch size. */
-export function initialWeights(arch: SirenArch, options: { seed: number; index: number }): Float32Array {
+export function initialWeights(
+  arch: SirenArch,
+  options: { seed: number; index: number },
+): Float32Array {
   return sirenInit(arch, imageRandom(options));
 }
 
@@ -131,7 +139,9 @@ export async function encodeImages(
   const pixels = side * side;
   if (!(images instanceof Uint8Array) || images.length !== count * pixels * 3) {
     throw new RangeError(
-      `Images must be a Uint8Array of ${count} x ${side} x ${side} x 3 = ${count * pixels * 3} bytes, ` +
+      `Images must be a Uint8Array of ${count} x ${side} x ${side} x 3 = ${
+        count * pixels * 3
+      } bytes, ` +
         `got ${images?.length} bytes.`,
     );
   }

@@ -8,7 +8,7 @@
 // counter and the learning-rate schedule live on the GPU, so `run(k)` records
 // k iterations into one submit and reads nothing back.
 
-import { Gpu, GpuError } from "../gpu/device.ts";
+import { type Gpu, GpuError } from "../gpu/device.ts";
 import { compileKernel, type Kernel, Plan } from "../gpu/kernel.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "./siren.ts";
 
@@ -145,7 +145,9 @@ function resolveTuning(tuning: Partial<SirenTuning> = {}): SirenTuning {
   }
   for (const name of ["tileRows", "tileCols"] as const) {
     if (resolved[name] > MAX_TILE_SIDE) {
-      throw new RangeError(`SIREN tuning ${name} must be at most ${MAX_TILE_SIDE}, got ${resolved[name]}.`);
+      throw new RangeError(
+        `SIREN tuning ${name} must be at most ${MAX_TILE_SIDE}, got ${resolved[name]}.`,
+      );
     }
   }
   return resolved;
@@ -170,12 +172,17 @@ export function adamSchedule(
 }
 
 /** Returns the register tiles (layer, first row, first column, 0) of the gradient kernel. */
-export function gradientTiles(arch: SirenArch, tuning: { tileRows: number; tileCols: number }): Uint32Array {
+export function gradientTiles(
+  arch: SirenArch,
+  tuning: { tileRows: number; tileCols: number },
+): Uint32Array {
   const tiles: number[] = [];
   for (const layer of sirenLayers(arch)) {
     for (let row = 0; row < layer.outputs; row += tuning.tileRows) {
       // Column `inputs` is the bias.
-      for (let col = 0; col <= layer.inputs; col += tuning.tileCols) tiles.push(layer.index, row, col, 0);
+      for (let col = 0; col <= layer.inputs; col += tuning.tileCols) {
+        tiles.push(layer.index, row, col, 0);
+      }
     }
   }
   return new Uint32Array(tiles);
@@ -190,11 +197,20 @@ interface SirenKernels {
   advance: Kernel;
 }
 
-async function compileSirenKernels(gpu: Gpu, arch: SirenArch, tuning: SirenTuning): Promise<SirenKernels> {
+async function compileSirenKernels(
+  gpu: Gpu,
+  arch: SirenArch,
+  tuning: SirenTuning,
+): Promise<SirenKernels> {
   const shape = { SINE_LAYERS: arch.sineLayers, WIDTH: arch.width };
   const pixel = { ...shape, W0: arch.w0, WG: tuning.pixelWorkgroup };
   const pixelBindings = ["params", "theta", "target_rgba", "act", "delta", "sqerr"];
-  const grad = { ...shape, WG: tuning.gradWorkgroup, TILE_ROWS: tuning.tileRows, TILE_COLS: tuning.tileCols };
+  const grad = {
+    ...shape,
+    WG: tuning.gradWorkgroup,
+    TILE_ROWS: tuning.tileRows,
+    TILE_COLS: tuning.tileCols,
+  };
   const [forwardBackward, render, weightGrad, scoreBest, adam, advance] = await Promise.all([
     compileKernel(gpu, {
       name: "siren.forward_backward",
@@ -278,7 +294,12 @@ export class SirenFitBatch {
   #iterationPlan: Plan | undefined;
   #gradientPlan: Plan | undefined;
 
-  private constructor(gpu: Gpu, settings: SirenFitSettings, kernels: SirenKernels, tuning: SirenTuning) {
+  private constructor(
+    gpu: Gpu,
+    settings: SirenFitSettings,
+    kernels: SirenKernels,
+    tuning: SirenTuning,
+  ) {
     this.gpu = gpu;
     this.arch = settings.arch;
     this.side = settings.side;
@@ -296,7 +317,9 @@ export class SirenFitBatch {
     const maxGroups = gpu.device.limits.maxComputeWorkgroupsPerDimension;
     if (this.#tileCount * this.chunks > maxGroups) {
       throw new GpuError(
-        `The gradient reduction needs ${this.#tileCount * this.chunks} workgroups per image, more than ` +
+        `The gradient reduction needs ${
+          this.#tileCount * this.chunks
+        } workgroups per image, more than ` +
           `the adapter's ${maxGroups}. Raise tuning.chunkPixels or the tile sizes.`,
       );
     }
@@ -344,18 +367,24 @@ export class SirenFitBatch {
     }
     for (const name of ["side", "capacity", "iterations"] as const) {
       if (!Number.isInteger(settings[name]) || settings[name] < 1) {
-        throw new RangeError(`SIREN fit ${name} must be a positive integer, got ${settings[name]}.`);
+        throw new RangeError(
+          `SIREN fit ${name} must be a positive integer, got ${settings[name]}.`,
+        );
       }
     }
     if (!(settings.learningRate > 0) || !Number.isFinite(settings.learningRate)) {
-      throw new RangeError(`Learning rate must be a positive number, got ${settings.learningRate}.`);
+      throw new RangeError(
+        `Learning rate must be a positive number, got ${settings.learningRate}.`,
+      );
     }
     const tuning = resolveTuning(settings.tuning);
     const limits = gpu.device.limits;
     for (const name of ["pixelWorkgroup", "gradWorkgroup"] as const) {
       if (tuning[name] > limits.maxComputeInvocationsPerWorkgroup) {
         throw new RangeError(
-          `SIREN tuning ${name} is ${tuning[name]}, above the adapter's ${limits.maxComputeInvocationsPerWorkgroup} invocations per workgroup.`,
+          `SIREN tuning ${name} is ${
+            tuning[name]
+          }, above the adapter's ${limits.maxComputeInvocationsPerWorkgroup} invocations per workgroup.`,
         );
       }
     }
@@ -401,7 +430,9 @@ export class SirenFitBatch {
     }
     if (input.images.length !== count * pixels * 3) {
       throw new RangeError(
-        `Images have ${input.images.length} bytes; expected ${count} x ${this.side} x ${this.side} x 3 = ${count * pixels * 3}.`,
+        `Images have ${input.images.length} bytes; expected ${count} x ${this.side} x ${this.side} x 3 = ${
+          count * pixels * 3
+        }.`,
       );
     }
 
@@ -519,7 +550,9 @@ export class SirenFitBatch {
   }
 
   #requireLoaded(): void {
-    if (this.#count === 0) throw new GpuError("SirenFitBatch: call load() before running or reading.");
+    if (this.#count === 0) {
+      throw new GpuError("SirenFitBatch: call load() before running or reading.");
+    }
   }
 
   #destroyPlans(): void {
