@@ -1,6 +1,6 @@
 // Subcommand dispatch, top-level help and the mapping from errors to exit codes.
 
-import { CommandSpec, formatHelp, parseCommand, ParsedCommand, UsageError } from "./options.ts";
+import { type CommandSpec, formatHelp, parseCommand, type ParsedCommand, UsageError } from "./options.ts";
 import { Log } from "./log.ts";
 import denoConfig from "../../deno.json" with { type: "json" };
 

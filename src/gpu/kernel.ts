@@ -11,7 +11,7 @@
 // 256-byte slot of one uniform buffer, so steps that change only a learning
 // rate or a batch index rewrite a few bytes instead of rebuilding bind groups.
 
-import { Gpu, GpuError } from "./device.ts";
+import { type Gpu, GpuError } from "./device.ts";
 
 /** Declaration of one compute entry point. */
 export interface KernelSpec {

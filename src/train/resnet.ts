@@ -13,7 +13,7 @@
 // every few steps only.
 
 import type { Gpu } from "../gpu/device.ts";
-import { type Binding, Plan } from "../gpu/kernel.ts";
+import type { Binding, Plan } from "../gpu/kernel.ts";
 import { type ConvShape, ConvKernels, convOutputSize } from "./conv.ts";
 import { buildDecayMask, LayerKernels, LOSS_STATS_BYTES, maxPoolOutputSize, type SgdDispatch } from "./layers.ts";
 import { Arena, type TensorSlot } from "./params.ts";
