@@ -4,10 +4,10 @@ import {
   conv2dBackwardDataReference,
   conv2dBackwardWeightReference,
   conv2dReference,
-  ConvKernelOptions,
+  type ConvKernelOptions,
   ConvKernels,
   convOutputSize,
-  ConvShape,
+  type ConvShape,
 } from "../src/train/conv.ts";
 import { assertClose, finiteDifference, randomArray, seededRandom, testGpu } from "./_util.ts";
 
@@ -89,8 +89,18 @@ async function checkAgainstReferences(options: ConvKernelOptions, seed: number) 
     const data = randomCase(shape, seed);
     const result = await runOnGpu(kernels, shape, data);
     assertClose(`${label} y`, result.y, conv2dReference(data.x, data.w, shape), TOLERANCE);
-    assertClose(`${label} dx`, result.dx, conv2dBackwardDataReference(data.dy, data.w, shape), TOLERANCE);
-    assertClose(`${label} dw`, result.dw, conv2dBackwardWeightReference(data.x, data.dy, shape), TOLERANCE);
+    assertClose(
+      `${label} dx`,
+      result.dx,
+      conv2dBackwardDataReference(data.dy, data.w, shape),
+      TOLERANCE,
+    );
+    assertClose(
+      `${label} dw`,
+      result.dw,
+      conv2dBackwardWeightReference(data.x, data.dy, shape),
+      TOLERANCE,
+    );
   }
 }
 
@@ -196,7 +206,10 @@ Deno.test("conv rejects invalid shapes and bindings", async () => {
     RangeError,
     "output would be 0 x 5",
   );
-  assertEquals(convOutputSize({ n: 1, c: 3, h: 32, w: 32, k: 64, kernel: 7, stride: 2, pad: 3 }), { h: 16, w: 16 });
+  assertEquals(convOutputSize({ n: 1, c: 3, h: 32, w: 32, k: 64, kernel: 7, stride: 2, pad: 3 }), {
+    h: 16,
+    w: 16,
+  });
 
   const small = gpu.buffer(16, "small");
   const plan = new Plan(gpu, "invalid");
@@ -220,8 +233,16 @@ Deno.test("conv rejects invalid shapes and bindings", async () => {
     RangeError,
     "dx and dy share one buffer",
   );
-  await assertRejects(() => ConvKernels.create(gpu, { forward: { rows: 9, columns: 8, workgroup: 64 } }), RangeError, "rows");
-  await assertRejects(() => ConvKernels.create(gpu, { backwardData: { rows: 8, columns: 6, workgroup: 64 } }), RangeError, "columns");
+  await assertRejects(
+    () => ConvKernels.create(gpu, { forward: { rows: 9, columns: 8, workgroup: 64 } }),
+    RangeError,
+    "rows",
+  );
+  await assertRejects(
+    () => ConvKernels.create(gpu, { backwardData: { rows: 8, columns: 6, workgroup: 64 } }),
+    RangeError,
+    "columns",
+  );
   await assertRejects(() => ConvKernels.create(gpu, { chunkPixels: 0 }), RangeError, "chunkPixels");
   plan.destroy();
   for (const buffer of [small, x, dy, dw]) gpu.release(buffer);

@@ -1,35 +1,24 @@
-// 2-D convolution for ResNet training: shape checks, dispatch recording for
-// the kernels of wgsl/conv2d.wgsl, and float64 CPU references.
+// 2-D convolution for ResNet training: dispatch recording for the kernels of
+// wgsl/conv2d.wgsl. This module also re-exports the shape checks and the
+// float64 CPU references.
 //
 // Tensors are f32 in NCHW order, weights [K][C][KH][KW] with KH = KW, no bias
 // (batch norm follows every convolution). Each GPU method records dispatches
 // into a caller's `Plan` and overwrites its output, so a training step stays
 // one submit. backward_weight reduces over N*OH*OW, which is long, so it
 // splits that sum into chunks that run in parallel and adds them in a second
-// pass; the caller provides the scratch buffer for the partial sums.
+// pass. The caller provides the scratch buffer for the partial sums.
 
-import { Gpu, GpuError } from "../gpu/device.ts";
-import { type Binding, compileKernel, type Kernel, Plan } from "../gpu/kernel.ts";
+import { type Gpu, GpuError } from "../gpu/device.ts";
+import { type Binding, compileKernel, type Kernel, type Plan } from "../gpu/kernel.ts";
+import { convOutputSize, type ConvShape, tensorSizes } from "./conv_shape.ts";
 
-/** Shape of one convolution; all values are counts of elements or pixels. */
-export interface ConvShape {
-  /** Batch size N. */
-  n: number;
-  /** Input channels C. */
-  c: number;
-  /** Input height H. */
-  h: number;
-  /** Input width W. */
-  w: number;
-  /** Output channels K. */
-  k: number;
-  /** Side of the square filter (1, 3 and 7 in ResNet-18). */
-  kernel: number;
-  /** Step between filter positions, in input pixels. */
-  stride: number;
-  /** Zero padding on each side, in input pixels. */
-  pad: number;
-}
+export { convOutputSize, type ConvShape } from "./conv_shape.ts";
+export {
+  conv2dBackwardDataReference,
+  conv2dBackwardWeightReference,
+  conv2dReference,
+} from "./conv_reference.ts";
 
 /** Register tile and workgroup size of one kernel. */
 export interface ConvTiles {
@@ -47,7 +36,7 @@ export interface ConvKernelOptions {
   forward?: ConvTiles;
   /** Tiles of the backward_data kernel. Default: 8 x 8, workgroup 64. */
   backwardData?: ConvTiles;
-  /** Tiles of the backward_weight kernel. Default: 8 x 8, workgroup 64. */
+  /** Tiles of the backward_weight kernel. Default: 8 x 8, workgroup 32. */
   backwardWeight?: ConvTiles;
   /**
    * Output pixels (out of N*OH*OW) summed by one backward_weight chunk,
@@ -57,43 +46,21 @@ export interface ConvKernelOptions {
   chunkPixels?: number;
 }
 
+// Defaults from runs on Mesa 22.3 llvmpipe (2 cores of an AMD EPYC) with the
+// ResNet-18 shapes of bench/conv_bench.ts and other tiles passed as options.
+// 8 x 8 was the fastest tile tried in every pass, against 4 x 8 and 8 x 4.
+// The forward pass also lost speed with 16 x 4, 16 x 8 and 8 x 16 tiles, tried
+// with larger register bounds in the shader. The workgroup size made no difference to forward and
+// backward_data, and backward_weight ran about 15% faster with 16 or 32
+// invocations than with 64; 32 still fills a warp on NVIDIA GPUs.
+// NOTE: not yet measured on a real GPU. There, 8 x 8 tiles leave the deep
+// layers short of parallelism (512 channels at 4x4 and batch 32 give 4096
+// forward invocations), and forward and backward_data do not split their
+// reduction the way backward_weight does.
 const DEFAULT_TILES: ConvTiles = { rows: 8, columns: 8, workgroup: 64 };
+const DEFAULT_WEIGHT_TILES: ConvTiles = { rows: 8, columns: 8, workgroup: 32 };
 const TARGET_INVOCATIONS = 1 << 15;
 const MIN_CHUNK_PIXELS = 1024;
-
-/** Returns the output height and width of `shape`, after validating it. */
-export function convOutputSize(shape: ConvShape): { h: number; w: number } {
-  for (const key of ["n", "c", "h", "w", "k", "kernel", "stride"] as const) {
-    const value = shape[key];
-    if (!Number.isInteger(value) || value < 1) {
-      throw new RangeError(`Convolution ${key} must be a positive integer, got ${value}.`);
-    }
-  }
-  if (!Number.isInteger(shape.pad) || shape.pad < 0) {
-    throw new RangeError(`Convolution pad must be an integer >= 0, got ${shape.pad}.`);
-  }
-  const h = Math.floor((shape.h + 2 * shape.pad - shape.kernel) / shape.stride) + 1;
-  const w = Math.floor((shape.w + 2 * shape.pad - shape.kernel) / shape.stride) + 1;
-  if (h < 1 || w < 1) {
-    throw new RangeError(
-      `Convolution output would be ${h} x ${w} for a ${shape.h} x ${shape.w} input with ` +
-        `kernel ${shape.kernel}, stride ${shape.stride} and pad ${shape.pad}; ` +
-        "use a larger input or more padding.",
-    );
-  }
-  return { h, w };
-}
-
-/** Element counts of the tensors of one convolution. */
-function tensorSizes(shape: ConvShape) {
-  const out = convOutputSize(shape);
-  return {
-    out,
-    x: shape.n * shape.c * shape.h * shape.w,
-    w: shape.k * shape.c * shape.kernel * shape.kernel,
-    y: shape.n * shape.k * out.h * out.w,
-  };
-}
 
 /** The compiled convolution kernels and the recording of their dispatches. */
 export class ConvKernels {
@@ -113,7 +80,7 @@ export class ConvKernels {
   /** Compiles the four convolution pipelines (cached per device). */
   static async create(gpu: Gpu, options: ConvKernelOptions = {}): Promise<ConvKernels> {
     const maxWorkgroup = gpu.device.limits.maxComputeInvocationsPerWorkgroup;
-    const compile = (entry: string, bindings: string[], tiles: ConvTiles = DEFAULT_TILES) => {
+    const compile = (entry: string, bindings: string[], tiles: ConvTiles) => {
       checkTiles(entry, tiles, maxWorkgroup);
       return compileKernel(gpu, {
         name: `conv2d.${entry}`,
@@ -129,10 +96,18 @@ export class ConvKernels {
       throw new RangeError(`chunkPixels must be a positive integer, got ${chunkPixels}.`);
     }
     const kernels = await Promise.all([
-      compile("forward", ["x", "w", "y"], options.forward),
-      compile("backward_data", ["dy", "w", "dx"], options.backwardData),
-      compile("backward_weight", ["x", "dy", "dw_partial"], options.backwardWeight),
-      compile("backward_weight_reduce", ["dw_partial", "dw"], { ...DEFAULT_TILES, rows: 1, columns: 4 }),
+      compile("forward", ["x", "w", "y"], options.forward ?? DEFAULT_TILES),
+      compile("backward_data", ["dy", "w", "dx"], options.backwardData ?? DEFAULT_TILES),
+      compile(
+        "backward_weight",
+        ["x", "dy", "dw_partial"],
+        options.backwardWeight ?? DEFAULT_WEIGHT_TILES,
+      ),
+      compile("backward_weight_reduce", ["dw_partial", "dw"], {
+        ...DEFAULT_TILES,
+        rows: 1,
+        columns: 4,
+      }),
     ]);
     return new ConvKernels(gpu, kernels, chunkPixels);
   }
@@ -143,7 +118,7 @@ export class ConvKernels {
     return chunks > 1 ? chunks * tensorSizes(shape).w * 4 : 0;
   }
 
-  /** Records y = conv(x, w); y is overwritten. */
+  /** Records y = conv(x, w), overwriting y. */
   forward(plan: Plan, io: { x: Binding; w: Binding; y: Binding }, shape: ConvShape): void {
     const sizes = tensorSizes(shape);
     this.#checkBinding("forward", "x", io.x, sizes.x);
@@ -157,7 +132,7 @@ export class ConvKernels {
     plan.add(kernel, { x: io.x, w: io.w, y: io.y }, this.#params(shape, { rowTiles }), grid);
   }
 
-  /** Records dx = the gradient of sum(y * dy) w.r.t. x; dx is overwritten. */
+  /** Records dx = the gradient of sum(y * dy) w.r.t. x, overwriting dx. */
   backwardData(plan: Plan, io: { dy: Binding; w: Binding; dx: Binding }, shape: ConvShape): void {
     const sizes = tensorSizes(shape);
     this.#checkBinding("backwardData", "dy", io.dy, sizes.y);
@@ -165,7 +140,7 @@ export class ConvKernels {
     this.#checkBinding("backwardData", "dx", io.dx, sizes.x);
     checkDistinct("backwardData", { dx: io.dx }, { dy: io.dy, w: io.w });
 
-    // One z slice per stride phase; a phase has at most ceil(H/s) x ceil(W/s) pixels.
+    // One z slice per stride phase. A phase has at most ceil(H/s) x ceil(W/s) pixels.
     const kernel = this.#backwardData;
     const s = shape.stride;
     const rowTiles = Math.ceil(shape.c / tileOf(kernel, "TM"));
@@ -175,8 +150,8 @@ export class ConvKernels {
   }
 
   /**
-   * Records dw = the gradient of sum(y * dy) w.r.t. w, summed over the batch;
-   * dw is overwritten. Needs `scratch` of `scratchBytes(shape)` bytes when
+   * Records dw = the gradient of sum(y * dy) w.r.t. w, summed over the batch
+   * and overwriting dw. Needs `scratch` of `scratchBytes(shape)` bytes when
    * that is not 0.
    */
   backwardWeight(
@@ -223,8 +198,8 @@ export class ConvKernels {
       const columns = shape.c * shape.kernel * shape.kernel;
       const invocations = Math.ceil(columns / tileOf(kernel, "TN")) *
         Math.ceil(shape.k / tileOf(kernel, "TM"));
-      const wanted = Math.ceil(TARGET_INVOCATIONS / invocations);
-      chunkPixels = Math.max(MIN_CHUNK_PIXELS, Math.ceil(rows * out.w / wanted));
+      const chunksNeeded = Math.ceil(TARGET_INVOCATIONS / invocations);
+      chunkPixels = Math.max(MIN_CHUNK_PIXELS, Math.ceil(rows * out.w / chunksNeeded));
     }
     const chunkRows = Math.min(rows, Math.ceil(chunkPixels / out.w));
     return { chunks: Math.ceil(rows / chunkRows), chunkRows };
@@ -254,7 +229,7 @@ export class ConvKernels {
 
   /**
    * Returns the invocation grid for `columns` GEMM columns and `slices` z
-   * slices: column tiles fill x and spill into y past the per-dimension limit.
+   * slices. Column tiles fill x and spill into y past the per-dimension limit.
    */
   #grid(kernel: Kernel, columns: number, slices: number): [number, number, number] {
     const maxPerDim = this.gpu.device.limits.maxComputeWorkgroupsPerDimension;
@@ -305,8 +280,8 @@ function checkDistinct(
     for (const [other, binding] of bindings) {
       if (other !== name && bufferOf(binding!) === bufferOf(output)) {
         throw new RangeError(
-          `Convolution ${method}: ${name} and ${other} share one buffer; WebGPU cannot bind a ` +
-            "buffer as both an output and another binding of one dispatch. Use separate buffers.",
+          `Convolution ${method}: ${name} and ${other} share one buffer, but WebGPU cannot bind ` +
+            "a buffer as both an output and another binding of one dispatch. Use separate buffers.",
         );
       }
     }
@@ -319,7 +294,9 @@ function tileOf(kernel: Kernel, name: "TM" | "TN"): number {
 
 function checkTiles(entry: string, tiles: ConvTiles, maxWorkgroup: number): void {
   if (!Number.isInteger(tiles.rows) || tiles.rows < 1 || tiles.rows > 8) {
-    throw new RangeError(`conv2d.${entry}: tile rows must be an integer in 1..8, got ${tiles.rows}.`);
+    throw new RangeError(
+      `conv2d.${entry}: tile rows must be an integer in 1..8, got ${tiles.rows}.`,
+    );
   }
   if (tiles.columns !== 4 && tiles.columns !== 8) {
     throw new RangeError(`conv2d.${entry}: tile columns must be 4 or 8, got ${tiles.columns}.`);
@@ -328,80 +305,5 @@ function checkTiles(entry: string, tiles: ConvTiles, maxWorkgroup: number): void
     throw new RangeError(
       `conv2d.${entry}: workgroup size must be an integer in 1..${maxWorkgroup}, got ${tiles.workgroup}.`,
     );
-  }
-}
-
-type Tensor = ArrayLike<number>;
-
-function checkLength(name: string, array: Tensor, expected: number): void {
-  if (array.length !== expected) {
-    throw new RangeError(`${name} has ${array.length} values, but the shape needs ${expected}.`);
-  }
-}
-
-/** Computes y = conv(x, w) in float64 by direct summation. */
-export function conv2dReference(x: Tensor, w: Tensor, shape: ConvShape): Float64Array {
-  const { out, ...sizes } = tensorSizes(shape);
-  checkLength("x", x, sizes.x);
-  checkLength("w", w, sizes.w);
-  const y = new Float64Array(sizes.y);
-  forEachTap(shape, out, (xi, wi, yi) => {
-    y[yi] += x[xi] * w[wi];
-  });
-  return y;
-}
-
-/** Computes dx, the gradient of sum(y * dy) w.r.t. x, in float64. */
-export function conv2dBackwardDataReference(dy: Tensor, w: Tensor, shape: ConvShape): Float64Array {
-  const { out, ...sizes } = tensorSizes(shape);
-  checkLength("dy", dy, sizes.y);
-  checkLength("w", w, sizes.w);
-  const dx = new Float64Array(sizes.x);
-  forEachTap(shape, out, (xi, wi, yi) => {
-    dx[xi] += dy[yi] * w[wi];
-  });
-  return dx;
-}
-
-/** Computes dw, the gradient of sum(y * dy) w.r.t. w summed over the batch, in float64. */
-export function conv2dBackwardWeightReference(x: Tensor, dy: Tensor, shape: ConvShape): Float64Array {
-  const { out, ...sizes } = tensorSizes(shape);
-  checkLength("x", x, sizes.x);
-  checkLength("dy", dy, sizes.y);
-  const dw = new Float64Array(sizes.w);
-  forEachTap(shape, out, (xi, wi, yi) => {
-    dw[wi] += x[xi] * dy[yi];
-  });
-  return dw;
-}
-
-/** Calls `visit` with the x, w and y indices of every product that lands inside the input. */
-function forEachTap(
-  shape: ConvShape,
-  out: { h: number; w: number },
-  visit: (xi: number, wi: number, yi: number) => void,
-): void {
-  const { n: batch, c: channels, h, w, k: filters, kernel, stride, pad } = shape;
-  for (let n = 0; n < batch; n++) {
-    for (let k = 0; k < filters; k++) {
-      for (let oy = 0; oy < out.h; oy++) {
-        for (let ox = 0; ox < out.w; ox++) {
-          const yi = ((n * filters + k) * out.h + oy) * out.w + ox;
-          for (let c = 0; c < channels; c++) {
-            for (let ky = 0; ky < kernel; ky++) {
-              const iy = oy * stride - pad + ky;
-              if (iy < 0 || iy >= h) continue;
-              for (let kx = 0; kx < kernel; kx++) {
-                const ix = ox * stride - pad + kx;
-                if (ix < 0 || ix >= w) continue;
-                const xi = ((n * channels + c) * h + iy) * w + ix;
-                const wi = ((k * channels + c) * kernel + ky) * kernel + kx;
-                visit(xi, wi, yi);
-              }
-            }
-          }
-        }
-      }
-    }
   }
 }
