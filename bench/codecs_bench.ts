@@ -84,7 +84,7 @@ const JPEG_DECODERS: Record<string, Decoder> = {
 /**
  * Imports an npm package that only this benchmark uses, or returns undefined
  * when it fails to load. The specifier is a variable so that type checking
- * and the lockfile of the product do not pull these packages in.
+ * does not fetch these packages.
  */
 async function importOptional(specifier: string): Promise<any> {
   try {
@@ -96,7 +96,7 @@ async function importOptional(specifier: string): Promise<any> {
   }
 }
 
-/** Decoders of the packages that are not dependencies of the product. */
+/** Returns decoders of the packages that are not dependencies of the product. */
 async function loadOptionalDecoders(): Promise<
   { png: Record<string, Decoder>; all: Record<string, Decoder> }
 > {
@@ -210,7 +210,7 @@ function cycle(
   run: (bytes: Uint8Array) => Promise<void>,
 ): () => Promise<void> {
   let next = 0;
-  // Deno.bench awaits only functions declared async, so this wrapper must be one.
+  // Deno 2.9.6's bench runner did not await a plain function returning a promise, so this one is async.
   return async () => {
     await run(files[next++ % files.length]);
   };
