@@ -53,16 +53,39 @@ export async function writeRinr(
   await syncFolder(dirname(path));
 }
 
-/** Reads and validates a .rinr file. Throws a `FormatError` naming the file and the invalid field. */
+/**
+ * Reads and validates a .rinr file. Throws a `FormatError` naming the file and
+ * the invalid field, also when the path is missing, unreadable or not a
+ * regular file.
+ */
 export async function readRinr(path: string): Promise<RinrFile> {
   let bytes: Uint8Array;
   try {
+    // A FIFO or a device such as /dev/zero would never end, so only regular files are read.
+    const info = await Deno.stat(path);
+    if (info.isDirectory) {
+      throw new FormatError(path, "file", "is a folder. Pass the path of a .rinr file.");
+    }
+    if (!info.isFile) {
+      throw new FormatError(path, "file", "is not a regular file. Pass the path of a .rinr file.");
+    }
     bytes = await Deno.readFile(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new FormatError(path, "file", "not found.");
-    throw new FormatError(path, "file", `could not be read: ${(error as Error).message}`);
+    if (error instanceof FormatError) throw error;
+    throw new FormatError(path, "file", describeReadError(error));
   }
   return parseRinr(bytes, path);
+}
+
+function describeReadError(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "not found. Check the path.";
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return "permission denied. Grant read access to the file (deno run --allow-read).";
+  }
+  if (error instanceof Deno.errors.FilesystemLoop) {
+    return "is a loop of symbolic links. Pass the path of a .rinr file.";
+  }
+  return `could not be read: ${(error as Error).message}`;
 }
 
 async function writeFully(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

@@ -87,7 +87,7 @@ export function parseRinr(bytes: Uint8Array, name: string): RinrFile {
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headBytes));
   } catch (error) {
-    fail("header", `is not valid UTF-8 JSON: ${(error as Error).message}`);
+    fail("header", `is not valid UTF-8 JSON: ${shorten((error as Error).message)}`);
   }
   const header = validateHeader(json, fail);
 
@@ -208,7 +208,7 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
     if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
       fail(
         `header.${field}`,
-        `must be an integer in ${min}..${max}, got ${JSON.stringify(value)}.`,
+        `must be an integer in ${min}..${max}, got ${preview(value)}.`,
       );
     }
     return value as number;
@@ -218,7 +218,7 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
   integer("arch.sineLayers", arch.sineLayers, 1, 64);
   integer("arch.width", arch.width, 1, 256);
   if (typeof arch.w0 !== "number" || !Number.isFinite(arch.w0) || arch.w0 <= 0) {
-    fail("header.arch.w0", `must be a positive number, got ${JSON.stringify(arch.w0)}.`);
+    fail("header.arch.w0", `must be a positive number, got ${preview(arch.w0)}.`);
   }
   integer("resolution", h.resolution, 1, 65535);
   integer("channels", h.channels, 3, 3);
@@ -227,7 +227,7 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
   if (h.paramCount !== paramCount) {
     fail(
       "header.paramCount",
-      `is ${JSON.stringify(h.paramCount)}, but the architecture has Q = ${paramCount}.`,
+      `is ${preview(h.paramCount)}, but the architecture has Q = ${paramCount}.`,
     );
   }
   const names = h.classNames;
@@ -235,18 +235,21 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
     fail("header.classNames", "must be a non-empty array of strings.");
   }
   if (h.labelType !== "u16" && h.labelType !== "u32") {
-    fail("header.labelType", `must be "u16" or "u32", got ${JSON.stringify(h.labelType)}.`);
+    fail("header.labelType", `must be "u16" or "u32", got ${preview(h.labelType)}.`);
   }
   if (typeof h.source !== "string") fail("header.source", "must be a string.");
   if (typeof h.encode !== "object" || h.encode === null || Array.isArray(h.encode)) {
     fail("header.encode", "must be a JSON object.");
+  }
+  if (h.encode.seed !== undefined) {
+    integer("encode.seed", h.encode.seed, 0, Number.MAX_SAFE_INTEGER);
   }
   if (!Array.isArray(h.psnr) || h.psnr.length !== imageCount) {
     fail("header.psnr", `must be an array of ${imageCount} numbers (one per image).`);
   }
   const badPsnr = (h.psnr as unknown[]).findIndex((p) => p !== null && typeof p !== "number");
   if (badPsnr >= 0) {
-    fail("header.psnr", `entry ${badPsnr} is ${JSON.stringify(h.psnr[badPsnr])}, not a number.`);
+    fail("header.psnr", `entry ${badPsnr} is ${preview(h.psnr[badPsnr])}, not a number.`);
   }
 
   const w = h.weights;
@@ -255,19 +258,19 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
     try {
       bits = resolveLayerBits(arch, w.bits);
     } catch (error) {
-      fail("header.weights.bits", (error as Error).message);
+      fail("header.weights.bits", shorten((error as Error).message));
     }
     const layout = packedLayout(arch, bits);
     if (w.wordsPerImage !== layout.wordsPerImage) {
       fail(
         "header.weights.wordsPerImage",
-        `is ${JSON.stringify(w.wordsPerImage)}, but bits [${bits}] need ${layout.wordsPerImage}.`,
+        `is ${preview(w.wordsPerImage)}, but bits [${bits}] need ${layout.wordsPerImage}.`,
       );
     }
   } else if (w?.encoding !== "f32") {
     fail(
       "header.weights.encoding",
-      `must be "f32" or "uniform", got ${JSON.stringify(w?.encoding)}.`,
+      `must be "f32" or "uniform", got ${preview(w?.encoding)}.`,
     );
   }
   return h as RinrHeader;
@@ -366,6 +369,25 @@ function typedView<T>(type: TypedArrayConstructor<T>, bytes: Uint8Array): T {
     return new type(bytes.buffer as ArrayBuffer, bytes.byteOffset, length);
   }
   return new type(bytes.slice().buffer, 0, length);
+}
+
+/** Longest excerpt of a header value quoted in an error message. */
+const PREVIEW_CHARS = 60;
+
+/** Formats a header value for an error message, cut short so that a damaged header is not echoed in full. */
+function preview(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return shorten(text);
+}
+
+function shorten(text: string): string {
+  if (text.length <= PREVIEW_CHARS) return text;
+  return `${text.slice(0, PREVIEW_CHARS)}... (${text.length} characters)`;
 }
 
 function hex(bytes: Uint8Array): string {
