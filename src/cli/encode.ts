@@ -11,6 +11,8 @@ export const DATASET_OPTIONS: OptionSpec[] = [
   { name: "size", type: "integer", min: 1, max: 4096, help: "image side in pixels after resizing (default: the preset's side)" },
   { name: "per-class", type: "integer", min: 1, help: "keep the first N images of each class (sorted by path)" },
   { name: "limit", type: "integer", min: 1, help: "keep at most N images in total, balanced over classes" },
+  { name: "strict", type: "boolean", default: false, help: "fail on the first unreadable or corrupt image instead of skipping it with a warning" },
+  { name: "max-bad-fraction", type: "number", default: 0.01, min: 0, max: 1, help: "largest fraction (0..1) of the requested images that may be skipped as unreadable or corrupt; one more fails with exit code 3" },
 ];
 
 /** Encode options shared by encode and run. */
@@ -33,6 +35,8 @@ export function datasetSpec(path: string, values: OptionValues): DatasetSpec {
     size: values.size as number | undefined,
     limitPerClass: values["per-class"] as number | undefined,
     limit: values.limit as number | undefined,
+    strict: values.strict as boolean | undefined,
+    maxBadFraction: values["max-bad-fraction"] as number | undefined,
   };
 }
 

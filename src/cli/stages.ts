@@ -24,9 +24,13 @@ export interface DatasetSpec {
   size?: number;
   limitPerClass?: number;
   limit?: number;
+  /** Fail on the first unreadable or corrupt image; default: skip it with a warning. */
+  strict?: boolean;
+  /** Largest fraction (0..1) of the requested images that may be skipped; default: the loader's, 0.01. */
+  maxBadFraction?: number;
 }
 
-/** Loads a dataset, reporting progress and skipped files on `log`. */
+/** Loads a dataset, reporting progress and each skipped file on `log`. */
 export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
   const startedAt = performance.now();
   const dataset = await loadDataset(spec.path, {
@@ -34,12 +38,16 @@ export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
     size: spec.size,
     limitPerClass: spec.limitPerClass,
     limit: spec.limit,
+    strict: spec.strict,
+    maxBadFraction: spec.maxBadFraction,
     onWarning: (message: string) => log.warn(message),
     onProgress: (done: number, total: number) =>
       log.progress(`load ${spec.split ?? "images"}`, { done, total, startedAt, unit: "images" }),
   });
   const count = dataset.labels.length;
-  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${dataset.classNames.length} classes from ${spec.path}${spec.split ? ` (${spec.split})` : ""}.`);
+  const skipped = dataset.skipped?.length ?? 0;
+  const skippedNote = skipped > 0 ? `; skipped ${skipped} unreadable or corrupt image${skipped === 1 ? "" : "s"} (see the warnings)` : "";
+  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${dataset.classNames.length} classes from ${spec.path}${spec.split ? ` (${spec.split})` : ""}${skippedNote}.`);
   return dataset;
 }
 
@@ -106,6 +114,8 @@ export interface EncodeReport {
   imagesPerSecond: number;
   seconds: number;
   seed: number;
+  /** Images skipped as unreadable or corrupt while loading the dataset. */
+  skippedImages: number;
 }
 
 /** Fits one SIREN per image of the dataset and writes an fp32 .rinr file. */
@@ -154,6 +164,9 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
       split: options.dataset.split ?? null,
       limitPerClass: options.dataset.limitPerClass ?? null,
       limit: options.dataset.limit ?? null,
+      // compress and decode reload the source images and must skip the same files.
+      maxBadFraction: options.dataset.maxBadFraction ?? null,
+      skippedImages: dataset.skipped?.length ?? 0,
       preset: preset.name,
       iterations,
       learningRate,
@@ -172,6 +185,7 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
     imagesPerSecond: result.imagesPerSecond,
     seconds: result.seconds,
     seed: options.seed,
+    skippedImages: dataset.skipped?.length ?? 0,
   };
   log.info(`Encoded ${report.images} images in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
@@ -266,6 +280,7 @@ async function sourceImages(file: RinrFile, override: string | undefined, log: L
       size: file.resolution,
       limitPerClass: typeof encode.limitPerClass === "number" ? encode.limitPerClass : undefined,
       limit: typeof encode.limit === "number" ? encode.limit : undefined,
+      maxBadFraction: typeof encode.maxBadFraction === "number" && encode.maxBadFraction >= 0 && encode.maxBadFraction <= 1 ? encode.maxBadFraction : undefined,
     }, log);
     if (dataset.labels.length !== file.labels.length) {
       throw new UsageError(`Source ${path} has ${dataset.labels.length} images but ${file.name} has ${file.labels.length}. Pass --source with the dataset that was encoded.`);

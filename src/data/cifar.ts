@@ -4,9 +4,15 @@
 // 1024 green and 1024 blue bytes (CHW, rows top to bottom).
 
 import { dirname, join } from "@std/path";
-import { checkSizeOption, type Dataset, type LoadOptions, selectSamples } from "./common.ts";
+import {
+  allocatePixels,
+  checkSizeOption,
+  type Dataset,
+  type LoadOptions,
+  selectSamples,
+} from "./common.ts";
 import { DataError } from "./errors.ts";
-import { readFileOrThrow, statOrThrow } from "./files.ts";
+import { describeFsError, readFileOrThrow, statOrThrow } from "./files.ts";
 import { resizeToSquare } from "./resize.ts";
 
 /** CIFAR-10 class names in label order, as in the dataset's batches.meta.txt. */
@@ -42,7 +48,7 @@ export async function findCifarBatches(dir: string, split: string): Promise<stri
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
         continue;
       }
-      throw error;
+      throw await describeFsError(error, folder, "folder") ?? error;
     }
     const pattern = split === "test" ? /^test_batch\.bin$/ : /^data_batch_\d+\.bin$/;
     const batches = names.filter((name) => pattern.test(name)).sort();
@@ -98,7 +104,7 @@ export async function loadCifar10Binary(
   const classNames = await readCifarClassNames(files[0]) ?? CIFAR10_CLASSES;
   const side = options.size ?? SIDE;
   const selected = selectSamples(labels, options);
-  const images = new Uint8Array(selected.length * side * side * 3);
+  const images = allocatePixels(selected.length, side, files[0]);
   const outLabels = new Int32Array(selected.length);
   const paths: string[] = [];
   const rgb = new Uint8Array(SIDE * SIDE * 3);
@@ -117,7 +123,7 @@ export async function loadCifar10Binary(
     paths.push(`${files[file]}#${index}`);
   });
   options.onProgress?.(selected.length, selected.length);
-  return { images, labels: outLabels, classNames, paths, side };
+  return { images, labels: outLabels, classNames, paths, side, skipped: [] };
 }
 
 async function resolveBatchFiles(path: string, split: string): Promise<string[]> {
@@ -145,6 +151,6 @@ async function readCifarClassNames(batchFile: string): Promise<string[] | undefi
       : undefined;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
+    throw await describeFsError(error, metaFile, "file") ?? error;
   }
 }

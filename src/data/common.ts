@@ -1,6 +1,8 @@
 // The dataset type every loader returns, the options they share, and the
 // sample selection (`limitPerClass`, `limit`) that all of them apply the same way.
 
+import type { BadImageOptions, SkippedFile } from "./bad_images.ts";
+import { DataError } from "./errors.ts";
 import type { ResizeFilter } from "./resize.ts";
 
 /** A labelled image dataset held in memory, every image square and of one size. */
@@ -15,10 +17,19 @@ export interface Dataset {
   paths: string[];
   /** Image side R in pixels. */
   side: number;
+  /**
+   * Images that were requested but skipped as unreadable or corrupt, in load
+   * order. The loaders always set it (empty when none were skipped).
+   */
+  skipped?: SkippedFile[];
 }
 
-/** Options shared by all dataset loaders. */
-export interface LoadOptions {
+/**
+ * Options shared by all dataset loaders. `strict` and `maxBadFraction` decide
+ * what happens to a bad image of an image folder (see bad_images.ts); CIFAR
+ * and IDX files are checked as a whole, so any damage there fails the load.
+ */
+export interface LoadOptions extends BadImageOptions {
   /**
    * Split folder or split name, such as "train" or "test". Default: "train"
    * (an image folder without a "train" subfolder is read as the split itself).
@@ -40,7 +51,7 @@ export interface LoadOptions {
    * classes stay balanced. The result keeps the loader's order. Default: all.
    */
   limit?: number;
-  /** Receives non-fatal problems, such as skipped files. Default: ignore them. */
+  /** Receives non-fatal problems, one line each, such as skipped files. Default: ignore them. */
   onWarning?: (message: string) => void;
   /** Receives (decoded images, images to decode) as decoding progresses. */
   onProgress?: (done: number, total: number) => void;
@@ -90,6 +101,25 @@ export function checkSizeOption(size: number | undefined): void {
   }
 }
 
+/**
+ * Allocates the pixel array of `count` images of side `side` (8-bit RGB).
+ * Throws a `DataError` about `source` with the size in bytes when the memory
+ * cannot be allocated, in place of V8's bare RangeError.
+ */
+export function allocatePixels(count: number, side: number, source: string): Uint8Array {
+  const bytes = count * side * side * 3;
+  try {
+    return new Uint8Array(bytes);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new DataError(
+      source,
+      `${count} images of ${side}x${side} RGB pixels need ${bytes} bytes of memory, which could ` +
+        "not be allocated. Load fewer images (limit, limitPerClass) or use a smaller size.",
+    );
+  }
+}
+
 /** Per-class image counts of a dataset, for printing a summary. */
 export interface DatasetSummary {
   /** Number of images N. */
@@ -98,6 +128,8 @@ export interface DatasetSummary {
   side: number;
   /** Each class in label order with its image count. */
   classes: { name: string; count: number }[];
+  /** Number of images skipped as unreadable or corrupt. */
+  skipped: number;
 }
 
 /** Counts the images of each class. */
@@ -108,5 +140,6 @@ export function describeDataset(dataset: Dataset): DatasetSummary {
     count: dataset.labels.length,
     side: dataset.side,
     classes: dataset.classNames.map((name, label) => ({ name, count: counts[label] })),
+    skipped: dataset.skipped?.length ?? 0,
   };
 }

@@ -7,16 +7,30 @@
 // "10.png" sorts before "2.png", on every machine and locale).
 
 import { basename, extname, join, relative } from "@std/path";
+import { BadImagePolicy, checkMaxBadFraction } from "./bad_images.ts";
 import { loadCifar10Binary } from "./cifar.ts";
-import { checkSizeOption, type Dataset, type LoadOptions, selectSamples } from "./common.ts";
+import {
+  allocatePixels,
+  checkSizeOption,
+  type Dataset,
+  type LoadOptions,
+  selectSamples,
+} from "./common.ts";
 import { DataError } from "./errors.ts";
-import { compareCodeUnits, listFolder, readFileOrThrow, readHead, statOrThrow } from "./files.ts";
+import { compareCodeUnits, listFolder, readHead, readRegularFile, statOrThrow } from "./files.ts";
 import { idxLabelsPathFor, type IdxLoadOptions, loadIdx } from "./idx.ts";
-import { decodeImage } from "./image.ts";
+import { decodeImage, type RgbImage } from "./image.ts";
 import { resizeToSquare } from "./resize.ts";
 
 /** File extensions (lower case) that image folders are scanned for. */
 export const IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg"];
+
+/**
+ * Largest image file that is read: 1 GiB. The WebAssembly decoders copy the
+ * whole file into a heap of at most 2 GiB that must also hold the decoded
+ * pixels, so a larger file cannot decode.
+ */
+export const MAX_IMAGE_FILE_BYTES = 2 ** 30;
 
 /** Files read ahead of the decoder, so that reading overlaps decoding. */
 const READ_AHEAD = 8;
@@ -33,25 +47,39 @@ interface ImageFile {
  * Loads an image-folder dataset. `root` is either a dataset folder with split
  * folders (`<root>/<split>/<class>/<file>`) or a split folder itself
  * (`<root>/<class>/<file>`). Files are found recursively below each class
- * folder by extension (.png, .jpg, .jpeg, any case). Hidden entries (names
- * starting with ".") are ignored. Other files are skipped with a warning.
- * A corrupt image throws `DataError` naming the file.
+ * folder by extension (.png, .jpg, .jpeg, any case), so nested folders belong
+ * to their class; a symbolic link to a folder is followed once, and a link
+ * back to a folder already scanned is ignored with a warning. Hidden entries
+ * (names starting with ".") are ignored. Other files are skipped with a
+ * warning.
+ *
+ * A bad image (unreadable, not a PNG or JPEG, corrupt, too large) is skipped
+ * with one warning and listed in `skipped`, unless `strict` is set or the
+ * skipped images exceed `maxBadFraction` of the requested ones: then the load
+ * throws a `DataError` naming the file. A class folder without image files,
+ * or whose images are all bad, also throws.
  */
 export async function loadImageFolder(root: string, options: LoadOptions = {}): Promise<Dataset> {
   checkSizeOption(options.size);
+  checkMaxBadFraction(options.maxBadFraction);
   const splitFolder = await resolveSplitFolder(root, options.split);
   const { classNames, files } = await scanClassFolders(splitFolder, options.onWarning);
   const selected = selectSamples(files.map((file) => file.label), options).map((index) =>
     files[index]
   );
+  const policy = new BadImagePolicy(splitFolder, selected.length, options);
 
   let side = options.size;
-  let images = side === undefined ? undefined : new Uint8Array(selected.length * side * side * 3);
+  let images = side === undefined ? undefined : allocatePixels(selected.length, side, splitFolder);
   const labels = new Int32Array(selected.length);
-  const reads: Promise<Uint8Array>[] = [];
+  const paths: string[] = [];
+  // Failed reads resolve to their DataError: a read-ahead promise that rejected
+  // before the loop awaits it would be an unhandled rejection.
+  const reads: Promise<Uint8Array | DataError>[] = [];
   const startRead = (index: number) => {
     if (index < selected.length && reads[index] === undefined) {
-      reads[index] = readFileOrThrow(selected[index].path);
+      reads[index] = readRegularFile(selected[index].path, MAX_IMAGE_FILE_BYTES)
+        .catch((error: DataError) => error);
     }
   };
   for (let index = 0; index < Math.min(READ_AHEAD, selected.length); index++) startRead(index);
@@ -59,8 +87,14 @@ export async function loadImageFolder(root: string, options: LoadOptions = {}): 
   for (let index = 0; index < selected.length; index++) {
     startRead(index + READ_AHEAD);
     const { path, label } = selected[index];
-    const image = await decodeImage(await reads[index], path);
+    const bytes = await reads[index];
     delete reads[index];
+    const image = bytes instanceof DataError ? bytes : await decodeOrError(bytes, path);
+    if (image instanceof DataError) {
+      policy.skip(image);
+      options.onProgress?.(index + 1, selected.length);
+      continue;
+    }
     if (side === undefined || images === undefined) {
       if (image.width !== image.height) {
         throw new DataError(
@@ -70,21 +104,56 @@ export async function loadImageFolder(root: string, options: LoadOptions = {}): 
         );
       }
       side = image.width;
-      images = new Uint8Array(selected.length * side * side * 3);
+      images = allocatePixels(selected.length, side, splitFolder);
     }
     const square = resizeToSquare(image, { size: side, filter: options.filter });
-    images.set(square.rgb, index * side * side * 3);
-    labels[index] = label;
+    images.set(square.rgb, paths.length * side * side * 3);
+    labels[paths.length] = label;
+    paths.push(path);
     options.onProgress?.(index + 1, selected.length);
   }
 
+  checkClassesKept(selected, labels.subarray(0, paths.length), classNames, splitFolder);
+  const kept = paths.length;
   return {
-    images: images ?? new Uint8Array(0),
-    labels,
+    // A view, not a copy: the unused tail is at most the skipped images.
+    images: images?.subarray(0, kept * (side ?? 0) ** 2 * 3) ?? new Uint8Array(0),
+    labels: labels.subarray(0, kept),
     classNames,
-    paths: selected.map((file) => file.path),
+    paths,
     side: side ?? 0,
+    skipped: policy.skipped,
   };
+}
+
+async function decodeOrError(bytes: Uint8Array, path: string): Promise<RgbImage | DataError> {
+  try {
+    return await decodeImage(bytes, path);
+  } catch (error) {
+    if (error instanceof DataError) return error;
+    throw error;
+  }
+}
+
+/** Throws when every requested image of a class was skipped, since the class would have no examples. */
+function checkClassesKept(
+  selected: ImageFile[],
+  keptLabels: Int32Array,
+  classNames: string[],
+  splitFolder: string,
+): void {
+  const requested = new Array<number>(classNames.length).fill(0);
+  const kept = new Array<number>(classNames.length).fill(0);
+  for (const file of selected) requested[file.label]++;
+  for (const label of keptLabels) kept[label]++;
+  const empty = requested.findIndex((count, label) => count > 0 && kept[label] === 0);
+  if (empty >= 0) {
+    throw new DataError(
+      join(splitFolder, classNames[empty]),
+      `all ${requested[empty]} requested images of class "${classNames[empty]}" are unreadable ` +
+        "or corrupt (see the warnings). Fix the files or remove the class folder.",
+    );
+  }
 }
 
 /** Returns the folder whose subfolders are the classes. */
@@ -124,11 +193,16 @@ async function scanClassFolders(
   const classNames: string[] = [];
   for (const entry of await listFolder(splitFolder)) {
     if (entry.name.startsWith(".")) continue;
-    if (
-      entry.isDirectory ||
-      (entry.isSymlink && (await statOrThrow(join(splitFolder, entry.name))).isDirectory)
-    ) {
+    if (entry.isDirectory) {
       classNames.push(entry.name);
+    } else if (entry.isSymlink) {
+      const path = join(splitFolder, entry.name);
+      const target = await Deno.stat(path).catch(() => undefined);
+      if (target === undefined) {
+        onWarning?.(`ignored ${path}: a symbolic link whose target is missing or unreadable.`);
+      } else if (target.isDirectory) {
+        classNames.push(entry.name);
+      }
     }
   }
   if (classNames.length === 0) {
@@ -141,7 +215,7 @@ async function scanClassFolders(
   const files: ImageFile[] = [];
   for (const [label, className] of classNames.entries()) {
     const classFolder = join(splitFolder, className);
-    const paths = (await listFilesRecursively(classFolder)).sort((a, b) =>
+    const paths = (await listFilesRecursively(classFolder, new Set(), onWarning)).sort((a, b) =>
       compareCodeUnits(relative(classFolder, a), relative(classFolder, b))
     );
     const images = paths.filter((path) => IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()));
@@ -163,14 +237,30 @@ async function scanClassFolders(
   return { classNames, files };
 }
 
-async function listFilesRecursively(folder: string): Promise<string[]> {
+/**
+ * Lists the files below `folder`. `visited` holds the real paths of the
+ * folders already scanned, so a symbolic link back to one of them cannot loop.
+ * A link that cannot be resolved is listed as a file, so that reading it
+ * reports the reason and the image is skipped.
+ */
+async function listFilesRecursively(
+  folder: string,
+  visited: Set<string>,
+  onWarning: ((message: string) => void) | undefined,
+): Promise<string[]> {
+  const realFolder = await Deno.realPath(folder).catch(() => folder);
+  if (visited.has(realFolder)) {
+    onWarning?.(`ignored ${folder}: it leads to a folder of this class that was already scanned.`);
+    return [];
+  }
+  visited.add(realFolder);
   const found: string[] = [];
   for (const entry of await listFolder(folder)) {
     if (entry.name.startsWith(".")) continue;
     const path = join(folder, entry.name);
     const isDirectory = entry.isDirectory ||
-      (entry.isSymlink && (await statOrThrow(path)).isDirectory);
-    if (isDirectory) found.push(...await listFilesRecursively(path));
+      (entry.isSymlink && (await Deno.stat(path).catch(() => undefined))?.isDirectory);
+    if (isDirectory) found.push(...await listFilesRecursively(path, visited, onWarning));
     else found.push(path);
   }
   return found;
@@ -215,6 +305,7 @@ export async function detectDatasetKind(path: string): Promise<DatasetKind> {
  * t10k-images-* or test-images-*.
  */
 export async function loadDataset(path: string, options: IdxLoadOptions = {}): Promise<Dataset> {
+  checkMaxBadFraction(options.maxBadFraction);
   const kind = await detectDatasetKind(path);
   if (kind === "cifar10-binary") return loadCifar10Binary(path, options);
   if (kind === "image-folder") return loadImageFolder(path, options);

@@ -6,9 +6,12 @@ export class DataError extends Error {
   override name = "DataError";
   /** The file or folder the error is about. */
   readonly path: string;
+  /** The problem and what to do, without the path. */
+  readonly reason: string;
 
-  constructor(path: string, message: string) {
-    super(`${path}: ${message}`);
+  constructor(path: string, reason: string) {
+    super(`${path}: ${reason}`);
     this.path = path;
+    this.reason = reason;
   }
 }

@@ -4,9 +4,15 @@
 // gzip is recognized by its magic bytes (1f 8b), not by the ".gz" extension.
 
 import { basename, dirname, join } from "@std/path";
-import { checkSizeOption, type Dataset, type LoadOptions, selectSamples } from "./common.ts";
+import {
+  allocatePixels,
+  checkSizeOption,
+  type Dataset,
+  type LoadOptions,
+  selectSamples,
+} from "./common.ts";
 import { DataError } from "./errors.ts";
-import { readMaybeGzip } from "./files.ts";
+import { describeFsError, readMaybeGzip } from "./files.ts";
 import { resizeToSquare } from "./resize.ts";
 
 /** An IDX array of unsigned bytes (element type 0x08). */
@@ -117,6 +123,20 @@ export async function loadIdx(paths: IdxPaths, options: IdxLoadOptions = {}): Pr
       }; expected [N][H][W] or [N][H][W][C] with C = 1 or 3.`,
     );
   }
+  if (dims[0] === 0) {
+    throw new DataError(
+      paths.images,
+      "IDX image file contains no images (its first dimension is 0).",
+    );
+  }
+  if (dims[1] === 0 || dims[2] === 0) {
+    throw new DataError(
+      paths.images,
+      `IDX image file has dimensions ${dims.join("x")}: images of ${dims[2]}x${
+        dims[1]
+      } pixels are empty.`,
+    );
+  }
   if (labels.dims.length !== 1 || labels.dims[0] !== dims[0]) {
     throw new DataError(
       paths.labels,
@@ -146,7 +166,7 @@ export async function loadIdx(paths: IdxPaths, options: IdxLoadOptions = {}): Pr
     );
   }
   const selected = selectSamples(labels.data, options);
-  const pixels = new Uint8Array(selected.length * side * side * 3);
+  const pixels = allocatePixels(selected.length, side, paths.images);
   const outLabels = new Int32Array(selected.length);
   const sourcePaths: string[] = [];
   const rgb = new Uint8Array(width * height * 3);
@@ -162,7 +182,7 @@ export async function loadIdx(paths: IdxPaths, options: IdxLoadOptions = {}): Pr
     sourcePaths.push(`${paths.images}#${index}`);
   });
   options.onProgress?.(selected.length, selected.length);
-  return { images: pixels, labels: outLabels, classNames, paths: sourcePaths, side };
+  return { images: pixels, labels: outLabels, classNames, paths: sourcePaths, side, skipped: [] };
 }
 
 /** Returns the lines of `classes.txt` next to `file`, or undefined if there is none. */
@@ -173,7 +193,7 @@ export async function readClassNames(file: string): Promise<string[] | undefined
     text = await Deno.readTextFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
+    throw await describeFsError(error, path, "file") ?? error;
   }
   return text.split(/\r?\n/).map((line) => line.trim()).filter((line) => line.length > 0);
 }

@@ -19,6 +19,9 @@ import initPngCodec, {
 import mozjpegFactory, { type MozJPEGModule } from "@jsquash/jpeg/codec/dec/mozjpeg_dec.js";
 import jpegJs from "jpeg-js";
 import { DataError } from "./errors.ts";
+import { chunkType, crc32, diagnosePng, findPngDamage } from "./png_chunks.ts";
+
+export { crc32, diagnosePng };
 
 /** An 8-bit RGB image in row-major HWC order: `rgb[(y * width + x) * 3 + c]`. */
 export interface RgbImage {
@@ -58,6 +61,8 @@ export async function decodeImage(bytes: Uint8Array, name: string): Promise<RgbI
   const format = detectImageFormat(bytes);
   if (format === "png") {
     const header = readPngHeader(bytes, name);
+    const damage = findPngDamage(bytes);
+    if (damage) throw new DataError(name, `corrupt PNG file: ${damage}`);
     await loadCodecs();
     return decodePng(bytes, header, name);
   }
@@ -188,45 +193,6 @@ function decodePng(bytes: Uint8Array, header: PngHeader, name: string): RgbImage
   }
 }
 
-/**
- * Names the first structural problem of a PNG that the decoder rejected. The
- * WebAssembly decoder reports every failure as the same panic, so the reason
- * is found by walking the chunks here, only on the error path.
- */
-export function diagnosePng(bytes: Uint8Array): string {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let offset = 8;
-  let sawData = false;
-  while (offset + 8 <= bytes.length) {
-    const length = view.getUint32(offset);
-    const type = chunkType(bytes, offset + 4);
-    const end = offset + 12 + length;
-    if (end > bytes.length) {
-      return `the file is truncated inside the ${type} chunk at byte ${offset} ` +
-        `(the chunk needs ${end} bytes, the file has ${bytes.length}).`;
-    }
-    const stored = view.getUint32(offset + 8 + length);
-    const computed = crc32(bytes.subarray(offset + 4, offset + 8 + length));
-    if (stored !== computed) {
-      return `the ${type} chunk at byte ${offset} fails its CRC check, so its bytes were altered.`;
-    }
-    if (type === "IDAT") sawData = true;
-    if (type === "IEND") {
-      return sawData
-        ? "the compressed image data (IDAT) is invalid or too short for the declared size."
-        : "the file has no image data (IDAT) chunk.";
-    }
-    offset = end;
-  }
-  return sawData
-    ? "the file is truncated: the image data does not end with an IEND chunk."
-    : "the file is truncated before any image data (IDAT) chunk.";
-}
-
-function chunkType(bytes: Uint8Array, offset: number): string {
-  return String.fromCharCode(...bytes.subarray(offset, offset + 4));
-}
-
 // ---------------------------------------------------------------------------
 // JPEG
 
@@ -355,23 +321,6 @@ function rgba16ToRgb8(rgba: Uint16Array, width: number, height: number): RgbImag
 
 // ---------------------------------------------------------------------------
 // PNG encoding
-
-let crcTable: Uint32Array | undefined;
-
-/** CRC-32 as PNG chunks use it (ISO 3309 polynomial 0xEDB88320, reflected). */
-export function crc32(bytes: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let crc = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
 
 /**
  * Encodes an 8-bit RGB image as a PNG (color type 2, not interlaced). Each

@@ -3,6 +3,7 @@
 import { fromFileUrl } from "@std/path";
 
 export { DataError } from "./errors.ts";
+export { type BadImageOptions, DEFAULT_MAX_BAD_FRACTION, type SkippedFile } from "./bad_images.ts";
 export {
   decodeImage,
   detectImageFormat,
@@ -31,6 +32,7 @@ export {
   IMAGE_EXTENSIONS,
   loadDataset,
   loadImageFolder,
+  MAX_IMAGE_FILE_BYTES,
 } from "./dataset.ts";
 export { CIFAR10_CLASSES, loadCifar10Binary } from "./cifar.ts";
 export {
