@@ -104,3 +104,15 @@ Deno.test("cli run chains the stages and prints JSON", async () => {
   assertStringIncludes(again.stderr, "--force");
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("cli suggests the closest option name", async () => {
+  const result = await cli(["train", "--epocs", "1"]);
+  assertEquals(result.code, 2);
+  assertStringIncludes(result.stderr, "Did you mean --epochs?");
+});
+
+Deno.test("cli train reports a missing dataset as input error", async () => {
+  const result = await cli(["train", "--input", "raw", "--data", "/no/such/folder", "--epochs", "1"]);
+  assertEquals(result.code, 3, result.stderr);
+  assertStringIncludes(result.stderr, "/no/such/folder: not found");
+});

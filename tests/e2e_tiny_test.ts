@@ -15,7 +15,7 @@ Deno.test({
   ignore: !available,
   async fn() {
     const dir = await Deno.makeTempDir();
-    const log = new Log("quiet");
+    const log = new Log("quiet", { json: true });
     const dataset = { path: TINY };
 
     // 20 CIFAR-10 images, 32x32. 300 iterations of the 5x13 SIREN reach

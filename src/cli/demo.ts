@@ -25,7 +25,8 @@ const ARGS = [
 
 if (import.meta.main) {
   const started = performance.now();
-  const log = new Log(Deno.args.includes("--verbose") ? "normal" : "quiet");
+  // The demo prints its own summary, so the stages print no result lines.
+  const log = new Log(Deno.args.includes("--verbose") ? "normal" : "quiet", { json: true });
   console.log("rapid-inr demo: Fashion-MNIST subset (MIT licence), 200 training and 200 test images of 28x28 px.");
   const parsed = await parseCommand(runCommand.spec, ARGS);
   const result = await runCommand.execute(parsed, log) as any;

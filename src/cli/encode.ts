@@ -8,9 +8,9 @@ import { type DatasetSpec, encodeStage, type EncodeStageOptions } from "./stages
 /** Dataset selection options shared by encode, train and run. */
 export const DATASET_OPTIONS: OptionSpec[] = [
   { name: "split", type: "string", help: "split folder (or IDX/CIFAR split name) to read (default: train, or the folder itself when it has no train subfolder)" },
-  { name: "size", type: "integer", min: 1, max: 4096, help: "image side in pixels after resizing (default: the preset's side)" },
-  { name: "per-class", type: "integer", min: 1, help: "keep the first N images of each class (sorted by path)" },
-  { name: "limit", type: "integer", min: 1, help: "keep at most N images in total, balanced over classes" },
+  { name: "size", type: "integer", min: 1, max: 4096, help: "image side in pixels after resizing (default: the preset's side for encode and run, the images' own side for train)" },
+  { name: "per-class", type: "integer", min: 1, help: "keep the first N images of each class, sorted by path (default: all)" },
+  { name: "limit", type: "integer", min: 1, help: "keep at most N images in total, balanced over classes (default: all)" },
   { name: "strict", type: "boolean", default: false, help: "fail on the first unreadable or corrupt image instead of skipping it with a warning" },
   { name: "max-bad-fraction", type: "number", default: 0.01, min: 0, max: 1, help: "largest fraction (0..1) of the requested images that may be skipped as unreadable or corrupt; one more fails with exit code 3" },
 ];

@@ -17,8 +17,12 @@ export class Log {
   #drawn = false;
   #warnings = 0;
 
-  constructor(verbosity: Verbosity = "normal", options: { plainEverySeconds?: number } = {}) {
+  /** True when stdout carries one JSON object, so `result` lines are suppressed. */
+  readonly json: boolean;
+
+  constructor(verbosity: Verbosity = "normal", options: { plainEverySeconds?: number; json?: boolean } = {}) {
     this.verbosity = verbosity;
+    this.json = options.json ?? false;
     this.isTerminal = Deno.stderr.isTerminal();
     this.plainEverySeconds = options.plainEverySeconds ?? 10;
   }
@@ -44,6 +48,16 @@ export class Log {
     if (this.verbosity === "quiet") return;
     this.#clear();
     this.#write(`${message}\n`);
+  }
+
+  /**
+   * Prints a command's result line on stdout, unless --json was given, in
+   * which case the JSON object is the only stdout output. Shown with --quiet too.
+   */
+  result(message: string): void {
+    if (this.json) return;
+    this.#clear();
+    console.log(message);
   }
 
   /** Prints a message only with --verbose. */

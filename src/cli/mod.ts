@@ -78,7 +78,10 @@ export async function runCli(args: string[]): Promise<number> {
       console.log(formatHelp(command.spec));
       return EXIT.ok;
     }
-    log = new Log(parsed.values.quiet ? "quiet" : parsed.values.verbose ? "verbose" : "normal");
+    let verbosity: "quiet" | "normal" | "verbose" = "normal";
+    if (parsed.values.quiet) verbosity = "quiet";
+    else if (parsed.values.verbose) verbosity = "verbose";
+    log = new Log(verbosity, { json: parsed.values.json === true });
     const result = await command.execute(parsed, log);
     if (parsed.values.json) console.log(JSON.stringify(result, null, 2));
     return EXIT.ok;

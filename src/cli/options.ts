@@ -70,7 +70,10 @@ export async function parseCommand(spec: CommandSpec, args: string[]): Promise<P
     },
   });
   if (unknown.length > 0) {
-    throw new UsageError(`Unknown option ${unknown[0]} for "${spec.name}". Run "rapid-inr ${spec.name} --help".`);
+    const name = unknown[0].replace(/^-+/, "").split("=")[0];
+    const suggestion = closestName(name, all.map((o) => o.name));
+    const hint = suggestion ? ` Did you mean --${suggestion}?` : "";
+    throw new UsageError(`Unknown option ${unknown[0]} for "${spec.name}".${hint} Run "rapid-inr ${spec.name} --help".`);
   }
 
   let config: Record<string, unknown> = {};
@@ -86,6 +89,33 @@ export async function parseCommand(spec: CommandSpec, args: string[]): Promise<P
   const positionals = (parsed._ as unknown[]).map(String);
   if (positionals.length === 0 && typeof config._ === "string") positionals.push(config._);
   return { positionals, values };
+}
+
+/** Returns the name within edit distance 2 of `name`, if one is. */
+function closestName(name: string, names: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of names) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j] + 1, current[j - 1] + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 function isFlag(arg: string, option: OptionSpec): boolean {

@@ -26,11 +26,11 @@ export const runCommand: Command = {
     if (positionals.length !== 1) throw new UsageError("run takes one dataset path. Run \"rapid-inr run --help\".");
     const dataset = positionals[0];
     const outDir = values["out-dir"] as string;
+    const test = await testSpec(values, dataset);
     await Deno.mkdir(outDir, { recursive: true });
     const encodedPath = join(outDir, "encoded.rinr");
     const compressedPath = join(outDir, "compressed.rinr");
     const modelPath = join(outDir, "classifier.safetensors");
-    const test = await testSpec(values, dataset);
 
     log.info(`[1/3] encode ${dataset}`);
     const encode = await encodeStage(encodeOptions(dataset, encodedPath, values), log);

@@ -53,6 +53,11 @@ export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
 
 /** Picks the test split next to `train`: "test" if it exists, else "val". */
 export async function defaultTestSplit(path: string): Promise<string> {
+  try {
+    await Deno.stat(path);
+  } catch {
+    throw new DataError(path, "not found. Check the dataset path.");
+  }
   for (const split of ["test", "val"]) {
     try {
       const info = await Deno.stat(join(path, split));
@@ -66,8 +71,8 @@ export async function defaultTestSplit(path: string): Promise<string> {
   throw new UsageError(`No "test" or "val" folder in ${path}. Name the test split with --test-split, or the folder with --test.`);
 }
 
-async function withGpu<T>(fn: (gpu: Gpu) => Promise<T>): Promise<T> {
-  const gpu = await Gpu.create();
+async function withGpu<T>(log: Log, fn: (gpu: Gpu) => Promise<T>): Promise<T> {
+  const gpu = await Gpu.create({ notice: log.verbosity !== "quiet" });
   try {
     return await fn(gpu);
   } finally {
@@ -129,7 +134,7 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
   await refuseOverwrite(options.output, options.overwrite);
   log.info(`Encoding with ${arch.sineLayers} sine layers of width ${arch.width}, ${iterations} iterations, learning rate ${learningRate}, seed ${options.seed}.`);
 
-  const result = await withGpu((gpu) =>
+  const result = await withGpu(log, (gpu) =>
     encodeImages(gpu, { images: dataset.images, count: dataset.labels.length, side: dataset.side }, {
       preset: preset.name,
       arch,
@@ -187,7 +192,7 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
     seed: options.seed,
     skippedImages: dataset.skipped?.length ?? 0,
   };
-  log.info(`Encoded ${report.images} images in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  log.result(`Encoded ${report.images} images in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
 }
 
@@ -240,7 +245,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const q = quantize(file.arch, weights, options.bits);
   const source = await sourceImages(file, options.source, log);
 
-  const { before, after, residentBytes } = await withGpu(async (gpu) => {
+  const { before, after, residentBytes } = await withGpu(log, async (gpu) => {
     const before = await psnrOnGpu(gpu, file, weights, source);
     const decoder = await InrDecoder.create(gpu, { ...file, weights: q });
     try {
@@ -265,7 +270,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     meanPsnrBefore: mean(before),
     meanPsnr: mean(after),
   };
-  log.info(`Compressed to ${storedBytes} bytes, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes); mean PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  log.result(`Compressed to ${storedBytes} bytes, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes); mean PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
 }
 
@@ -337,7 +342,7 @@ export async function decodeStage(options: DecodeStageOptions, log: Log) {
   const count = Math.min(options.limit ?? file.labels.length, file.labels.length);
   const size = options.size ?? file.resolution;
   const startedAt = performance.now();
-  const { pixels, psnr } = await withGpu(async (gpu) => {
+  const { pixels, psnr } = await withGpu(log, async (gpu) => {
     const decoder = await InrDecoder.create(gpu, file);
     try {
       const pixels = await decoder.decodeImages({ count, size });
@@ -365,7 +370,7 @@ export async function decodeStage(options: DecodeStageOptions, log: Log) {
     await atomicWrite(path, png);
     log.progress("write PNG", { done: n + 1, total: count, startedAt, unit: "images" });
   }
-  log.info(`Decoded ${count} images at ${size}x${size} px into ${options.outputDir}${psnr !== undefined ? `, mean PSNR ${psnr.toFixed(2)} dB` : ""}.`);
+  log.result(`Decoded ${count} image${count === 1 ? "" : "s"} at ${size}x${size} px into ${options.outputDir}${psnr !== undefined ? `, mean PSNR ${psnr.toFixed(2)} dB` : ""}.`);
   return { outputDir: options.outputDir, images: count, size, meanPsnr: psnr ?? null, decodeSeconds: seconds };
 }
 
@@ -439,8 +444,8 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
   }
 
   const size = options.size ?? resolution;
-  log.info(`Training ResNet-18 (width ${options.width}) at ${size}x${size} px for ${options.epochs} epochs, batch ${options.batch}, learning rate ${options.learningRate}, input ${options.input}, seed ${options.seed}.`);
-  return await withGpu(async (gpu) => {
+  log.info(`Training ResNet-18 (width ${options.width}) at ${size}x${size} px for ${options.epochs} epoch${options.epochs === 1 ? "" : "s"}, batch ${options.batch}, learning rate ${options.learningRate}, input ${options.input}, seed ${options.seed}.`);
+  return await withGpu(log, async (gpu) => {
     const result = await train(gpu, {
       input,
       test: { images: test.images, labels: test.labels, resolution: test.side },
@@ -479,6 +484,8 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
         await atomicWrite(options.output, encodeSafetensors(tensors, metadata));
         log.info(`Saved the classifier weights to ${options.output}.`);
       }
+      const last = result.epochs[result.epochs.length - 1];
+      log.result(`Trained ${result.epochs.length} epoch${result.epochs.length === 1 ? "" : "s"} at ${result.imagesPerSecond.toFixed(1)} images/s (input ${options.input}); test accuracy ${(100 * result.testAccuracy).toFixed(2)}% on ${test.labels.length} images, final train loss ${last.trainLoss.toFixed(4)}.`);
       return {
         input: options.input,
         epochs: result.epochs,

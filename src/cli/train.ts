@@ -12,7 +12,7 @@ import { readRinr } from "../format/mod.ts";
 export const TRAIN_OPTIONS: OptionSpec[] = [
   { name: "input", type: "string", default: "inr", choices: ["inr", "raw", "files"], help: "input pipeline: inr decodes INRs on the GPU, raw reads resident pixels on the GPU, files decodes image files on the CPU per batch" },
   { name: "epochs", type: "integer", default: 30, min: 1, help: "passes over the training set" },
-  { name: "batch", type: "integer", default: 128, min: 1, help: "training batch size in images" },
+  { name: "batch", type: "integer", default: 128, min: 1, help: "training batch size in images; each epoch drops the last partial batch" },
   { name: "train-lr", type: "number", default: 0.1, min: 0, help: "peak SGD learning rate, cosine-decayed to 0" },
   { name: "momentum", type: "number", default: 0.9, min: 0, max: 1, help: "SGD momentum" },
   { name: "weight-decay", type: "number", default: 5e-4, min: 0, help: "L2 weight decay on convolution and linear weights" },
@@ -20,8 +20,8 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
   { name: "input-size", type: "integer", min: 8, max: 4096, help: "classifier input side in pixels (default: the training resolution)" },
   { name: "test", type: "string", help: "dataset holding the test split (default: the training dataset)" },
   { name: "test-split", type: "string", help: "test split name (default: test, else val)" },
-  { name: "test-per-class", type: "integer", min: 1, help: "evaluate on the first N test images of each class" },
-  { name: "test-limit", type: "integer", min: 1, help: "evaluate on at most N test images" },
+  { name: "test-per-class", type: "integer", min: 1, help: "evaluate on the first N test images of each class (default: all)" },
+  { name: "test-limit", type: "integer", min: 1, help: "evaluate on at most N test images (default: all)" },
 ];
 
 /** Resolves the test set: explicit --test, else next to the training data. */
@@ -59,7 +59,7 @@ export const trainCommand: Command = {
     positionals: [],
     options: [
       { name: "data", type: "string", help: "training data: a .rinr file for --input inr, a dataset for raw and files" },
-      { name: "output", alias: "o", type: "string", help: "safetensors file for the trained weights" },
+      { name: "output", alias: "o", type: "string", help: "safetensors file for the trained weights (default: not saved)" },
       ...TRAIN_OPTIONS,
       ...DATASET_OPTIONS,
       { name: "seed", type: "integer", default: 0, min: 0, help: "seed of weights, shuffling and augmentation" },

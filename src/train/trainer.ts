@@ -85,7 +85,8 @@ export interface EpochRecord {
   testAccuracy: number;
   /** Training images per second in this epoch, evaluation excluded. */
   imagesPerSecond: number;
-  learningRate: number;
+  /** Learning rate of the epoch's last step (the cosine schedule decays per step). */
+  lastLearningRate: number;
 }
 
 /** What `train` returns; `net` stays allocated until the caller destroys it. */
@@ -209,7 +210,7 @@ export async function train(
         trainAccuracy: epochCorrect / epochSamples,
         testAccuracy,
         imagesPerSecond: (stepsPerEpoch * batch) / seconds,
-        learningRate,
+        lastLearningRate: learningRate,
       };
       records.push(record);
       await options.onEpoch?.(record);
