@@ -144,9 +144,8 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
       seed: options.seed,
       progressEvery: options.progressEvery,
       onProgress: (p) => {
-        const done = p.imagesDone * iterations + (p.imagesDone < p.imageCount ? p.iteration * p.batchImages : 0);
         log.progress("encode", {
-          done: Math.min(done, p.imageCount * iterations),
+          done: p.batchStart * iterations + p.iteration * p.batchImages,
           total: p.imageCount * iterations,
           startedAt: performance.now() - p.seconds * 1000,
           unit: "image-iterations",
