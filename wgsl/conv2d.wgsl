@@ -292,17 +292,17 @@ fn backward_weight(
 
   // Per column: the offset of the window origin (tap minus padding) from the
   // input position oy * stride, ox * stride.
-  var dy0: array<vec4i, MAX_GROUPS>;
-  var dx0: array<vec4i, MAX_GROUPS>;
+  var shift_y: array<vec4i, MAX_GROUPS>;
+  var shift_x: array<vec4i, MAX_GROUPS>;
   var offset: array<vec4i, MAX_GROUPS>;
   for (var g = 0u; g < groups; g++) {
     let col = min(columns_of(first, g), vec4u(columns - 1u));
     let c = col / taps;
     let tap = col - c * taps;
     let ky = tap / p.kernel;
-    dy0[g] = vec4i(ky) - i32(p.pad);
-    dx0[g] = vec4i(tap - ky * p.kernel) - i32(p.pad);
-    offset[g] = vec4i(c * in_pixels) + dy0[g] * i32(p.w) + dx0[g];
+    shift_y[g] = vec4i(ky) - i32(p.pad);
+    shift_x[g] = vec4i(tap - ky * p.kernel) - i32(p.pad);
+    offset[g] = vec4i(c * in_pixels) + shift_y[g] * i32(p.w) + shift_x[g];
   }
 
   let rows = p.n * p.oh;
@@ -316,13 +316,13 @@ fn backward_weight(
     let dy_row = n * p.k * out_pixels + oy * p.ow;
     var row_ok: array<vec4<bool>, MAX_GROUPS>;
     for (var g = 0u; g < groups; g++) {
-      row_ok[g] = in_range(dy0[g] + iy, p.h);
+      row_ok[g] = in_range(shift_y[g] + iy, p.h);
     }
     for (var ox = 0u; ox < p.ow; ox++) {
       let ix = i32(ox * p.stride);
       var xv: array<vec4f, MAX_GROUPS>;
       for (var g = 0u; g < groups; g++) {
-        xv[g] = load_x(offset[g] + x_row + ix, row_ok[g] & in_range(dx0[g] + ix, p.w));
+        xv[g] = load_x(offset[g] + x_row + ix, row_ok[g] & in_range(shift_x[g] + ix, p.w));
       }
       for (var i = 0u; i < TM; i++) {
         let gv = vec4f(dy[dy_row + min(k0 + i, p.k - 1u) * out_pixels + ox]);

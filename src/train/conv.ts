@@ -49,10 +49,11 @@ export interface ConvKernelOptions {
 // Defaults from runs on Mesa 22.3 llvmpipe (2 cores of an AMD EPYC) with the
 // ResNet-18 shapes of bench/conv_bench.ts and other tiles passed as options.
 // 8 x 8 was the fastest tile tried in every pass, against 4 x 8 and 8 x 4.
-// The forward pass also lost speed with 16 x 4, 16 x 8 and 8 x 16 tiles, tried
-// with larger register bounds in the shader. The workgroup size made no difference to forward and
-// backward_data, and backward_weight ran about 15% faster with 16 or 32
-// invocations than with 64; 32 still fills a warp on NVIDIA GPUs.
+// The forward pass also lost speed with 16 x 4, 16 x 8 and 8 x 16 tiles,
+// tried with larger register bounds in the shader. The workgroup size made no
+// difference to forward and backward_data. backward_weight ran 10 to 20%
+// faster with 16 or 32 invocations than with 64, and 32 still fills a warp on
+// NVIDIA GPUs.
 // NOTE: not yet measured on a real GPU. There, 8 x 8 tiles leave the deep
 // layers short of parallelism (512 channels at 4x4 and batch 32 give 4096
 // forward invocations), and forward and backward_data do not split their
@@ -265,7 +266,7 @@ function bufferOf(binding: Binding): GPUBuffer {
 }
 
 /**
- * Throws unless every output lives in a buffer of its own: WebGPU rejects a
+ * Throws when an output shares a buffer with an input: WebGPU rejects a
  * dispatch that binds one buffer both read-only and writable, even at
  * disjoint ranges, and that validation error is silent without an error scope.
  */
@@ -274,14 +275,13 @@ function checkDistinct(
   outputs: Record<string, Binding | undefined>,
   inputs: Record<string, Binding>,
 ): void {
-  const bindings = Object.entries({ ...outputs, ...inputs }).filter(([, b]) => b !== undefined);
   for (const [name, output] of Object.entries(outputs)) {
     if (!output) continue;
-    for (const [other, binding] of bindings) {
-      if (other !== name && bufferOf(binding!) === bufferOf(output)) {
+    for (const [input, binding] of Object.entries(inputs)) {
+      if (bufferOf(binding) === bufferOf(output)) {
         throw new RangeError(
-          `Convolution ${method}: ${name} and ${other} share one buffer, but WebGPU cannot bind ` +
-            "a buffer as both an output and another binding of one dispatch. Use separate buffers.",
+          `Convolution ${method}: ${name} and ${input} share one buffer, but WebGPU cannot bind ` +
+            "a buffer read-only and writable in one dispatch. Use separate buffers.",
         );
       }
     }
