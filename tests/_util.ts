@@ -40,17 +40,8 @@ export function assertClose(
   }
 }
 
-/** Deterministic uniform random numbers in [0, 1) (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform random numbers in [0, 1), the generator training uses. */
+export { mulberry32 as seededRandom } from "../src/train/trainer.ts";
 
 /** Returns `count` values uniform in [lo, hi) from `random`. */
 export function randomArray(random: () => number, count: number, lo = -1, hi = 1): Float32Array {
