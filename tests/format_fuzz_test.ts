@@ -4,12 +4,14 @@
 // either return a consistent dataset or throw `FormatError`, never another
 // error. The seed is fixed, so every run checks the same cases.
 
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { join } from "@std/path";
 import { crc32 } from "node:zlib";
 import {
   encodeRinr,
   FormatError,
   parseRinr,
+  readRinr,
   type RinrDataset,
   type RinrFile,
 } from "../src/format/mod.ts";
@@ -410,5 +412,69 @@ Deno.test("parseRinr fuzz: FormatError or a valid file", () => {
   // Every mutator must reach the parser's checks, not only the first one.
   for (const [name, counts] of Object.entries(outcomes)) {
     assert(counts.rejected > 0, `${name}: no case was rejected: ${JSON.stringify(counts)}`);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Cases the fuzzer found or cannot reach
+
+function editHeader(bytes: Uint8Array, edit: (header: any) => void): Uint8Array {
+  const head = walkSections(bytes)[0];
+  const header = JSON.parse(
+    new TextDecoder().decode(bytes.subarray(head.payload, head.payload + head.length)),
+  );
+  edit(header);
+  return replaceHeader(bytes, new TextEncoder().encode(JSON.stringify(header)));
+}
+
+Deno.test("parseRinr quotes header values briefly", () => {
+  const bytes = baseFiles()[1];
+  const long = "u".repeat(50_000);
+  const cases: [string, (header: any) => void, string][] = [
+    ["header.labelType", (h) => h.labelType = long, "(50002 characters)"],
+    ["header.weights.encoding", (h) => h.weights.encoding = long, "(50002 characters)"],
+    ["header.weights.bits", (h) => h.weights.bits = new Array(20_000).fill(8), "characters)"],
+    ["header.resolution", (h) => h.resolution = [[[[long]]]], "(50010 characters)"],
+    ["header.encode.seed", (h) => h.encode.seed = "seven", 'got "seven"'],
+    ["header.encode.seed", (h) => h.encode.seed = -1, "got -1"],
+  ];
+  for (const [field, edit, fragment] of cases) {
+    const error = assertThrows(() => parseRinr(editHeader(bytes, edit), "t.rinr"), FormatError);
+    assertEquals(error.field, field);
+    assert(error.message.includes(fragment), `${field}: ${error.message}`);
+    assert(
+      error.message.length <= MAX_MESSAGE_CHARS,
+      `${field}: ${error.message.length} characters`,
+    );
+  }
+  const noSeed = parseRinr(editHeader(bytes, (h) => delete h.encode.seed), "t.rinr");
+  assertEquals(noSeed.encode?.seed, undefined);
+});
+
+Deno.test("readRinr rejects paths that are not files", async () => {
+  const folder = await Deno.makeTempDir({ prefix: "rapid-inr-fuzz-" });
+  try {
+    await assertRejects(() => readRinr(folder), FormatError, `${folder}: file: is a folder`);
+
+    const dangling = join(folder, "dangling.rinr");
+    await Deno.symlink(join(folder, "missing.rinr"), dangling);
+    await assertRejects(() => readRinr(dangling), FormatError, "not found");
+
+    const loop = join(folder, "loop.rinr");
+    await Deno.symlink(loop, loop);
+    await assertRejects(() => readRinr(loop), FormatError, "loop of symbolic links");
+
+    // A device or FIFO is rejected before reading, where a read would never end.
+    const device = join(folder, "zero.rinr");
+    await Deno.symlink("/dev/zero", device);
+    if (await Deno.stat("/dev/zero").catch(() => undefined)) {
+      await assertRejects(() => readRinr(device), FormatError, "is not a regular file");
+    }
+    const fifo = join(folder, "fifo.rinr");
+    const made = await new Deno.Command("mkfifo", { args: [fifo], stdout: "null", stderr: "null" })
+      .output().then((output) => output.success, () => false);
+    if (made) await assertRejects(() => readRinr(fifo), FormatError, "is not a regular file");
+  } finally {
+    await Deno.remove(folder, { recursive: true });
   }
 });

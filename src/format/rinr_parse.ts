@@ -87,7 +87,10 @@ export function parseRinr(bytes: Uint8Array, name: string): RinrFile {
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headBytes));
   } catch (error) {
-    fail("header", `is not valid UTF-8 JSON: ${shorten((error as Error).message)}`);
+    fail(
+      "header",
+      `is not valid UTF-8 JSON: ${shorten((error as Error).message, QUOTED_MESSAGE_CHARS)}`,
+    );
   }
   const header = validateHeader(json, fail);
 
@@ -258,7 +261,7 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
     try {
       bits = resolveLayerBits(arch, w.bits);
     } catch (error) {
-      fail("header.weights.bits", shorten((error as Error).message));
+      fail("header.weights.bits", shorten((error as Error).message, QUOTED_MESSAGE_CHARS));
     }
     const layout = packedLayout(arch, bits);
     if (w.wordsPerImage !== layout.wordsPerImage) {
@@ -373,6 +376,8 @@ function typedView<T>(type: TypedArrayConstructor<T>, bytes: Uint8Array): T {
 
 /** Longest excerpt of a header value quoted in an error message. */
 const PREVIEW_CHARS = 60;
+/** Longest message of a library error quoted in an error message. */
+const QUOTED_MESSAGE_CHARS = 240;
 
 /** Formats a header value for an error message, cut short so that a damaged header is not echoed in full. */
 function preview(value: unknown): string {
@@ -385,9 +390,9 @@ function preview(value: unknown): string {
   return shorten(text);
 }
 
-function shorten(text: string): string {
-  if (text.length <= PREVIEW_CHARS) return text;
-  return `${text.slice(0, PREVIEW_CHARS)}... (${text.length} characters)`;
+function shorten(text: string, maxChars = PREVIEW_CHARS): string {
+  if (text.length <= maxChars) return text;
+  return `${text.slice(0, maxChars)}... (${text.length} characters)`;
 }
 
 function hex(bytes: Uint8Array): string {
