@@ -13,6 +13,7 @@ import {
 import { join } from "@std/path";
 import {
   DataError,
+  decodeImage,
   describeDataset,
   encodeIdx,
   encodePng,
@@ -641,6 +642,37 @@ Deno.test("loadImageFolder non-UTF-8 class folder", async (t) => {
     assertStringIncludes(error.message, "not valid UTF-8");
     assertStringIncludes(error.message, "Rename it");
   });
+});
+
+Deno.test("decodeImage keeps working after many failures", async () => {
+  const jpeg = buildFlatJpeg(16, 16, [90, 128, 128]);
+  const bogusLength = jpeg.slice();
+  bogusLength[2 + 69 + 2] = 0x09; // SOF0 length 0x0911, which makes MozJPEG exit(1)
+  for (let i = 0; i < 200; i++) {
+    await assertRejects(
+      () => decodeImage(bogusLength, "bogus.jpg"),
+      DataError,
+      "Bogus marker length",
+    );
+  }
+  const goodJpeg = await decodeImage(jpeg, "good.jpg");
+  assertEquals(Array.from(goodJpeg.rgb.subarray(0, 3)), [90, 90, 90]);
+
+  // Damaged compressed data behind a correct CRC reaches the PNG decoder and makes it panic.
+  const png = await encodePng(solid(32, 32, [7, 8, 9]));
+  const idat = png.findIndex((_, i) => String.fromCharCode(...png.subarray(i, i + 4)) === "IDAT");
+  const length = new DataView(png.buffer).getUint32(idat - 4);
+  const garbled = png.slice();
+  for (let i = idat + 6; i < idat + length; i += 3) garbled[i] ^= 0x5a;
+  new DataView(garbled.buffer).setUint32(
+    idat + 4 + length,
+    crc32(garbled.subarray(idat, idat + 4 + length)),
+  );
+  for (let i = 0; i < 1500; i++) {
+    await assertRejects(() => decodeImage(garbled, "garbled.png"), DataError, "corrupt PNG file");
+  }
+  const goodPng = await decodeImage(png, "good.png");
+  assertEquals(Array.from(goodPng.rgb.subarray(0, 3)), [7, 8, 9]);
 });
 
 // ---------------------------------------------------------------------------

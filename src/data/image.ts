@@ -12,12 +12,12 @@
 // color values, as PIL's `Image.convert("RGB")` does. EXIF orientation is
 // ignored, as PIL and torchvision do unless asked.
 
-import initPngCodec, {
+import {
   decode as decodePngRgba8,
   decode_rgba16 as decodePngRgba16,
 } from "@jsquash/png/codec/pkg/squoosh_png.js";
-import mozjpegFactory, { type MozJPEGModule } from "@jsquash/jpeg/codec/dec/mozjpeg_dec.js";
 import jpegJs from "jpeg-js";
+import { type Codecs, loadCodecs, replaceMozjpeg } from "./codecs.ts";
 import { DataError } from "./errors.ts";
 import { chunkType, crc32, diagnosePng, findPngDamage } from "./png_chunks.ts";
 
@@ -63,14 +63,13 @@ export async function decodeImage(bytes: Uint8Array, name: string): Promise<RgbI
     const header = readPngHeader(bytes, name);
     const damage = findPngDamage(bytes);
     if (damage) throw new DataError(name, `corrupt PNG file: ${damage}`);
-    await loadCodecs();
-    return decodePng(bytes, header, name);
+    return decodePng(await loadCodecs(), bytes, header, name);
   }
   if (format === "jpeg") {
     const header = readJpegHeader(bytes, name);
     if (header.components === 4) return decodeJpegWithJpegJs(bytes, name);
     const codecs = await loadCodecs();
-    return decodeJpegWithMozjpeg(codecs, bytes, name);
+    return await decodeJpegWithMozjpeg(codecs, bytes, name);
   }
   const start = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
   throw new DataError(
@@ -78,58 +77,6 @@ export async function decodeImage(bytes: Uint8Array, name: string): Promise<RgbI
     `not a PNG or JPEG file (the file starts with bytes ${start || "(empty file)"}). ` +
       "Convert it to PNG or JPEG, or remove it from the dataset.",
   );
-}
-
-// ---------------------------------------------------------------------------
-// Codec loading
-
-interface Codecs {
-  mozjpeg: MozJPEGModule;
-  /** Messages MozJPEG printed during the current decode; it has no other error channel. */
-  jpegMessages: string[];
-}
-
-let codecsPromise: Promise<Codecs> | undefined;
-
-/**
- * Instantiates both WebAssembly codecs once. The .wasm bytes are read with
- * `Deno.readFile` from the packages' resolved file URLs, because that also
- * reads the embedded file system of a `deno compile` binary, while the
- * packages' own loaders `fetch` a file URL.
- */
-function loadCodecs(): Promise<Codecs> {
-  codecsPromise ??= (async () => {
-    const jpegMessages: string[] = [];
-    const record = (message: string) => jpegMessages.push(message);
-    try {
-      // NOTE: not verified inside a `deno compile` binary yet.
-      const [pngWasm, jpegWasm] = await Promise.all([
-        readPackageFile("@jsquash/png/codec/pkg/squoosh_png_bg.wasm"),
-        readPackageFile("@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm"),
-      ]);
-      const [mozjpeg] = await Promise.all([
-        mozjpegFactory(
-          { noInitialRun: true, print: record, printErr: record, wasmBinary: jpegWasm } as never,
-        ),
-        initPngCodec(pngWasm),
-      ]);
-      return { mozjpeg, jpegMessages };
-    } catch (error) {
-      throw new Error(
-        `Failed to load the WebAssembly image codecs of @jsquash/png and @jsquash/jpeg: ${error}. ` +
-          "Check that the npm packages are installed and that the process may read them (--allow-read).",
-      );
-    }
-  })();
-  codecsPromise.catch(() => codecsPromise = undefined);
-  return codecsPromise;
-}
-
-/** Reads a file of an npm package, or returns undefined where it has no file URL (the package then fetches it). */
-async function readPackageFile(specifier: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
-  const url = new URL(import.meta.resolve(specifier));
-  if (url.protocol !== "file:") return undefined;
-  return await Deno.readFile(url);
 }
 
 // ---------------------------------------------------------------------------
@@ -175,7 +122,8 @@ function readPngHeader(bytes: Uint8Array, name: string): PngHeader {
   return header;
 }
 
-function decodePng(bytes: Uint8Array, header: PngHeader, name: string): RgbImage {
+function decodePng(codecs: Codecs, bytes: Uint8Array, header: PngHeader, name: string): RgbImage {
+  const stackPointer = codecs.pngStackPointer(0);
   try {
     if (header.bitDepth === 16) {
       const decoded = decodePngRgba16(bytes);
@@ -188,6 +136,10 @@ function decodePng(bytes: Uint8Array, header: PngHeader, name: string): RgbImage
     const decoded = decodePngRgba8(bytes);
     return rgbaToRgb(decoded.data, decoded.width, decoded.height);
   } catch (error) {
+    // A Rust panic traps out of the decoder without popping its frames off the
+    // shadow stack, and after a few hundred such failures every decode failed.
+    // NOTE: the heap the failed decode allocated stays allocated.
+    codecs.pngStackPointer(stackPointer - codecs.pngStackPointer(0));
     if (error instanceof DataError) throw error;
     throw new DataError(name, `corrupt PNG file: ${diagnosePng(bytes)}`);
   }
@@ -243,15 +195,21 @@ function readJpegHeader(bytes: Uint8Array, name: string): JpegHeader {
   );
 }
 
-function decodeJpegWithMozjpeg(codecs: Codecs, bytes: Uint8Array, name: string): RgbImage {
+async function decodeJpegWithMozjpeg(
+  codecs: Codecs,
+  bytes: Uint8Array,
+  name: string,
+): Promise<RgbImage> {
+  const mozjpeg = await codecs.mozjpeg;
   codecs.jpegMessages.length = 0;
   let decoded: ImageData | null = null;
   let thrown: unknown;
   try {
-    decoded = codecs.mozjpeg.decode(bytes as Uint8Array<ArrayBuffer>, false);
+    decoded = mozjpeg.decode(bytes as Uint8Array<ArrayBuffer>, false);
   } catch (error) {
     // MozJPEG's fatal error handler calls exit(1), which Emscripten throws as an ExitStatus.
     thrown = error;
+    replaceMozjpeg(codecs);
   }
   const messages = codecs.jpegMessages.splice(0);
   if (!decoded) {
