@@ -1,6 +1,6 @@
-// Mutation fuzzing of the .rinr reader: valid files are damaged in many ways
-// (bit flips, byte overwrites, truncation, splices of two files, duplicated
-// sections, extreme integer fields, edited header JSON) and `parseRinr` must
+// Mutation fuzzing of the .rinr reader. Valid files are damaged in many ways:
+// bit flips, byte overwrites, truncation, splices of two files, duplicated
+// sections, extreme integer fields and edited header JSON. `parseRinr` must
 // either return a consistent dataset or throw `FormatError`, never another
 // error. The seed is fixed, so every run checks the same cases.
 
@@ -28,7 +28,7 @@ const SEED = 20240917;
  */
 const HANG_LIMIT_MS = 2000;
 
-/** Longest acceptable error message: a damaged header must not be echoed in full. */
+/** Maximum length of an error message, because a damaged header must not be echoed in full. */
 const MAX_MESSAGE_CHARS = 600;
 
 type Random = () => number;
@@ -254,7 +254,7 @@ const DEEP_ARRAY: unknown[] = [];
   }
 }
 
-/** Values that a damaged or hostile header could hold in place of any field. */
+/** Values that a damaged or hostile header could contain in place of any field. */
 function strangeValue(random: Random): unknown {
   return pick(random, [
     null,
@@ -351,7 +351,8 @@ function assertConsistent(file: RinrFile, where: string): void {
   assert(file.labels.every((label) => label < file.classNames.length), `${where}: label range`);
   assert(file.classNames.every((name) => typeof name === "string"), `${where}: class names`);
   assertEquals(file.header.paramCount, q, `${where}: paramCount`);
-  assert(Number.isInteger(file.resolution) && file.resolution >= 1, `${where}: resolution`);
+  assert(Number.isInteger(file.resolution), `${where}: integer resolution`);
+  assert(file.resolution >= 1, `${where}: positive resolution`);
   if (file.weights instanceof Float32Array) {
     assertEquals(file.weights.length, n * q, `${where}: f32 weights`);
   } else {
@@ -471,9 +472,13 @@ Deno.test("readRinr rejects paths that are not files", async () => {
       await assertRejects(() => readRinr(device), FormatError, "is not a regular file");
     }
     const fifo = join(folder, "fifo.rinr");
-    const made = await new Deno.Command("mkfifo", { args: [fifo], stdout: "null", stderr: "null" })
+    const created = await new Deno.Command("mkfifo", {
+      args: [fifo],
+      stdout: "null",
+      stderr: "null",
+    })
       .output().then((output) => output.success, () => false);
-    if (made) await assertRejects(() => readRinr(fifo), FormatError, "is not a regular file");
+    if (created) await assertRejects(() => readRinr(fifo), FormatError, "is not a regular file");
   } finally {
     await Deno.remove(folder, { recursive: true });
   }

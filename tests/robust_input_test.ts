@@ -1,5 +1,5 @@
-// Bad input for the dataset loaders and the CLI, every file built here in a
-// temporary folder: unreadable paths, corrupt and truncated PNG and JPEG
+// Bad input for the dataset loaders and the CLI. Every file is built here in
+// a temporary folder: unreadable paths, corrupt and truncated PNG and JPEG
 // files, non-images, empty files and folders, odd image flavours that must
 // still load, odd file names, and damaged CIFAR-10 and IDX files.
 
@@ -30,7 +30,7 @@ import { readMaybeGzip, readRegularFile } from "../src/data/files.ts";
 import { crc32 } from "../src/data/image.ts";
 
 // ---------------------------------------------------------------------------
-// Files made here
+// Files built here
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "rapid-inr-robust-" });
@@ -134,7 +134,7 @@ async function buildPng(spec: PngSpec): Promise<Uint8Array> {
 /**
  * Builds a baseline JPEG whose components are each one flat value (0..255):
  * one component is grayscale, three are YCbCr, four are CMYK, by default with
- * an Adobe marker that says the samples are not transformed. Every 8x8 block stores only its DC coefficient, with a quantization
+ * an Adobe marker that marks the samples as not transformed. Every 8x8 block stores only its DC coefficient, with a quantization
  * table of ones, a DC Huffman table of 4-bit codes for categories 0..11 and an
  * AC table whose only code, "0", is end-of-block.
  */
@@ -216,7 +216,7 @@ async function writeGoodImages(root: string, className: string, count: number): 
   }
 }
 
-/** Creates a file whose name holds the byte 0xFF, which is not UTF-8; returns false where it cannot. */
+/** Creates a file whose name contains the byte 0xFF, which is not UTF-8. Returns false where it cannot. */
 async function writeNonUtf8Name(folder: string): Promise<boolean> {
   const command = new Deno.Command("python3", {
     args: [
@@ -621,7 +621,7 @@ Deno.test("loadImageFolder odd file names", async () => {
 Deno.test("loadImageFolder non-UTF-8 class folder", async (t) => {
   await withTempDir(async (dir) => {
     await writeGoodImages(dir, "fine", 1);
-    const made = await new Deno.Command("python3", {
+    const created = await new Deno.Command("python3", {
       args: [
         "-c",
         "import os, sys; os.mkdir(os.path.join(sys.argv[1].encode(), b'cl\\xe9ss'))",
@@ -630,7 +630,7 @@ Deno.test("loadImageFolder non-UTF-8 class folder", async (t) => {
       stdout: "null",
       stderr: "null",
     }).output().then((output) => output.success, () => false);
-    if (!made) {
+    if (!created) {
       await t.step({
         name: "skipped: python3 is needed to create a non-UTF-8 name",
         ignore: true,

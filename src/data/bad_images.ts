@@ -1,7 +1,7 @@
-// What a loader does with an image it cannot use (unreadable, corrupt, not an
-// image, too large): skip it with one warning, count it in `Dataset.skipped`,
-// and fail once more than a set fraction of the requested images is bad. In
-// strict mode the first bad image fails the load.
+// The policy for images a loader cannot use (unreadable, corrupt, not an
+// image, too large). Each is skipped with one warning and listed in
+// `Dataset.skipped`, and the load fails once more than a set fraction of the
+// requested images is bad. In strict mode the first bad image fails the load.
 
 import { DataError } from "./errors.ts";
 
@@ -9,7 +9,7 @@ import { DataError } from "./errors.ts";
 export interface SkippedFile {
   /** Path of the file. */
   path: string;
-  /** Why it was skipped and what to do, without the path. */
+  /** The reason for the skip and the fix, without the path. */
   reason: string;
 }
 

@@ -48,7 +48,7 @@ interface ImageFile {
  * folders (`<root>/<split>/<class>/<file>`) or a split folder itself
  * (`<root>/<class>/<file>`). Files are found recursively below each class
  * folder by extension (.png, .jpg, .jpeg, any case), so nested folders belong
- * to their class; a symbolic link to a folder is followed once, and a link
+ * to their class. A symbolic link to a folder is followed once, and a link
  * back to a folder already scanned is ignored with a warning. Hidden entries
  * (names starting with ".") are ignored. Other files are skipped with a
  * warning.
@@ -114,11 +114,11 @@ export async function loadImageFolder(root: string, options: LoadOptions = {}): 
   }
 
   checkClassesKept(selected, labels.subarray(0, paths.length), classNames, splitFolder);
-  const kept = paths.length;
+  const keptCount = paths.length;
   return {
     // A view, not a copy: the unused tail is at most the skipped images.
-    images: images?.subarray(0, kept * (side ?? 0) ** 2 * 3) ?? new Uint8Array(0),
-    labels: labels.subarray(0, kept),
+    images: images?.subarray(0, keptCount * (side ?? 0) ** 2 * 3) ?? new Uint8Array(0),
+    labels: labels.subarray(0, keptCount),
     classNames,
     paths,
     side: side ?? 0,
@@ -238,7 +238,7 @@ async function scanClassFolders(
 }
 
 /**
- * Lists the files below `folder`. `visited` holds the real paths of the
+ * Lists the files below `folder`. `visited` contains the real paths of the
  * folders already scanned, so a symbolic link back to one of them cannot loop.
  * A link that cannot be resolved is listed as a file, so that reading it
  * reports the reason and the image is skipped.

@@ -18,10 +18,10 @@ export function crc32(bytes: Uint8Array): number {
 }
 
 /**
- * Returns the first damage that the decoder would not report, or undefined:
- * a chunk that runs past the end of the file, or a critical chunk (type
- * starting with an upper-case letter, such as IHDR, PLTE, IDAT, IEND) whose
- * CRC does not match. The WebAssembly decoder of @jsquash/png 3.1.1 decodes
+ * Returns the first damage that the decoder would not report, or undefined.
+ * Damage is a chunk that runs past the end of the file, or a critical chunk
+ * whose CRC does not match. Critical chunk types start with an upper-case
+ * letter, such as IHDR, PLTE, IDAT and IEND. The WebAssembly decoder of @jsquash/png 3.1.1 decodes
  * chunks with a wrong CRC (tests/robust_input_test.ts has such a file), so
  * altered image data would load as wrong pixels. This follows libpng's
  * default (png_set_crc_action in pngrtran.c): an error for critical chunks,

@@ -374,9 +374,9 @@ function typedView<T>(type: TypedArrayConstructor<T>, bytes: Uint8Array): T {
   return new type(bytes.slice().buffer, 0, length);
 }
 
-/** Longest excerpt of a header value quoted in an error message. */
+/** Maximum length of a header value quoted in an error message. */
 const PREVIEW_CHARS = 60;
-/** Longest message of a library error quoted in an error message. */
+/** Maximum length of a library error message quoted in an error message. */
 const QUOTED_MESSAGE_CHARS = 240;
 
 /** Formats a header value for an error message, cut short so that a damaged header is not echoed in full. */
