@@ -3,7 +3,7 @@
 import { join } from "@std/path";
 import type { Command } from "./mod.ts";
 import { UsageError } from "./options.ts";
-import { DATASET_OPTIONS, ENCODE_OPTIONS, encodeOptions } from "./encode.ts";
+import { DATASET_OPTIONS, datasetSpec, ENCODE_OPTIONS, encodeOptions } from "./encode.ts";
 import { compressStage, encodeStage, trainStage } from "./stages.ts";
 import { testSpec, TRAIN_OPTIONS, trainOptions } from "./train.ts";
 
@@ -47,7 +47,7 @@ export const runCommand: Command = {
     const train = await trainStage({
       ...options,
       rinr: compressedPath,
-      dataset: { path: dataset, split: values.split as string | undefined, size: encode.resolution, limitPerClass: values["per-class"] as number | undefined, limit: values.limit as number | undefined },
+      dataset: { ...datasetSpec(dataset, values), size: encode.resolution },
       test,
       output: modelPath,
     }, log);

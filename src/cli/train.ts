@@ -32,6 +32,8 @@ export async function testSpec(values: OptionValues, trainPath: string): Promise
     split: (values["test-split"] as string | undefined) ?? await defaultTestSplit(path),
     limitPerClass: values["test-per-class"] as number | undefined,
     limit: values["test-limit"] as number | undefined,
+    strict: values.strict as boolean | undefined,
+    maxBadFraction: values["max-bad-fraction"] as number | undefined,
   };
 }
 
