@@ -28,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   train: async () => (await import("./train.ts")).trainCommand,
   run: async () => (await import("./run.ts")).runCommand,
   info: async () => (await import("./info.ts")).infoCommand,
+  export: async () => (await import("./export.ts")).exportCommand,
 };
 
 const SUMMARIES: Record<string, string> = {
@@ -37,6 +38,7 @@ const SUMMARIES: Record<string, string> = {
   train: "train a ResNet-18 from INR-decoded, raw or file-decoded batches",
   run: "encode, compress and train in one command",
   info: "print the summary of a .rinr file",
+  export: "write the INR weights of a .rinr file as a safetensors file",
 };
 
 function topHelp(): string {
@@ -82,7 +84,11 @@ export async function runCli(args: string[]): Promise<number> {
     if (parsed.values.quiet) verbosity = "quiet";
     else if (parsed.values.verbose) verbosity = "verbose";
     log = new Log(verbosity, { json: parsed.values.json === true });
-    const result = await command.execute(parsed, log);
+    // A dry run prints the plan that plan.ts derives from the same options, so
+    // the commands themselves need no dry-run branch.
+    const result = parsed.values["dry-run"]
+      ? await (await import("./plan.ts")).planCommand(name, parsed, log)
+      : await command.execute(parsed, log);
     if (parsed.values.json) console.log(JSON.stringify(result, null, 2));
     return EXIT.ok;
   } catch (error) {

@@ -23,6 +23,8 @@ export interface OptionSpec {
   /** Largest allowed value for numbers. */
   max?: number;
   alias?: string;
+  /** Subcommands that accept the option; default: every subcommand. */
+  commands?: string[];
 }
 
 /** A subcommand's interface: its name, usage line, positional arguments and options. */
@@ -42,7 +44,20 @@ export const COMMON_OPTIONS: OptionSpec[] = [
   { name: "quiet", type: "boolean", default: false, alias: "q", help: "print only errors on stderr" },
   { name: "verbose", type: "boolean", default: false, alias: "v", help: "print more progress detail on stderr" },
   { name: "help", type: "boolean", default: false, alias: "h", help: "show this help" },
+  {
+    name: "dry-run",
+    type: "boolean",
+    default: false,
+    commands: ["encode", "compress", "decode", "train", "run", "export"],
+    help: "check the inputs and print the plan (images, sizes, estimated GPU memory) without running it or writing files",
+  },
 ];
+
+/** Returns the options of `spec` followed by the common options that its subcommand accepts. */
+export function optionsOf(spec: CommandSpec): OptionSpec[] {
+  const common = COMMON_OPTIONS.filter((o) => o.commands === undefined || o.commands.includes(spec.name));
+  return [...spec.options, ...common];
+}
 
 export type OptionValues = Record<string, string | number | boolean | number[] | undefined>;
 
@@ -54,7 +69,7 @@ export interface ParsedCommand {
 
 /** Parses `args` against `spec`; merges a `--config` JSON file under the command line. */
 export async function parseCommand(spec: CommandSpec, args: string[]): Promise<ParsedCommand> {
-  const all = [...spec.options, ...COMMON_OPTIONS];
+  const all = optionsOf(spec);
   const byName = new Map(all.map((o) => [o.name, o]));
   const aliases: Record<string, string> = {};
   for (const o of all) if (o.alias) aliases[o.alias] = o.name;
@@ -194,7 +209,7 @@ export function formatHelp(spec: CommandSpec): string {
     lines.push("");
   }
   lines.push("Options:");
-  for (const o of [...spec.options, ...COMMON_OPTIONS]) {
+  for (const o of optionsOf(spec)) {
     const flag = `--${o.name}${o.type === "boolean" ? "" : ` <${o.type === "list" ? "a,b,..." : o.type === "string" ? "value" : "n"}>`}`;
     const alias = o.alias ? `-${o.alias}, ` : "    ";
     const extra = [o.choices ? `one of ${o.choices.join(", ")}` : "", o.default !== undefined && o.type !== "boolean" ? `default ${o.default}` : ""]
