@@ -149,6 +149,25 @@ Deno.test("dry run rejects what the run would reject", async () => {
   assertEquals(batch.code, 2, batch.stderr);
   assertStringIncludes(batch.stderr, "fewer than one batch of 13");
 
+  // At 4096 px the first convolution's output of 12 images exceeds any adapter's storage binding.
+  const huge = await spawnCli([
+    "train",
+    "--input",
+    "raw",
+    "--data",
+    data,
+    "--batch",
+    "12",
+    "--input-size",
+    "4096",
+    "--test-limit",
+    "2",
+    "--dry-run",
+  ]);
+  assertEquals(huge.code, 4, huge.stderr);
+  assertStringIncludes(huge.stderr, "The largest classifier buffer needs");
+  assertStringIncludes(huge.stderr, "Use a smaller --batch.");
+
   const info = await spawnCli(["info", existing, "--dry-run"]);
   assertEquals(info.code, 2, "info has no --dry-run");
 });
@@ -393,6 +412,8 @@ Deno.test("memory estimate of ResNet-18 matches", async () => {
         sum(counted),
         `bytes without the scratch buffer at ${inputSize} px`,
       );
+      const largest = Math.max(...counted.map((b) => b.bytes));
+      assertEquals(estimate.largestBufferBytes, largest, `largest buffer at ${inputSize} px`);
     } finally {
       net.destroy();
     }

@@ -2,6 +2,7 @@
 // checks and the checks of the source images that a PSNR measurement reloads.
 
 import type { RinrFile } from "../format/mod.ts";
+import { GpuError } from "../gpu/device.ts";
 import { resolveLayerBits } from "../inr/quantize.ts";
 import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
 import type { InputKind } from "../train/trainer.ts";
@@ -9,7 +10,7 @@ import { checkOutputFree, layerBits } from "./export.ts";
 import type { Log } from "./log.ts";
 import { type ParsedCommand, UsageError } from "./options.ts";
 import { type DatasetPlan, planDataset } from "./plan_dataset.ts";
-import { decodeChunkBytes, residentDatasetBytes } from "./plan_memory.ts";
+import { decodeChunkBytes, packedCodeBytes, residentDatasetBytes } from "./plan_memory.ts";
 
 /** The GPU adapter as far as a plan needs it. */
 export interface AdapterPlan {
@@ -200,6 +201,19 @@ export function quantizedBits(file: RinrFile): number[] | "f32" {
 }
 
 /**
+ * Throws the `GpuError` the run would raise when one buffer of `bytes` exceeds
+ * the adapter's storage binding limit. Without an adapter there is no check.
+ */
+export function checkBinding(plan: DryRunPlan, what: string, bytes: number, fix: string): void {
+  const max = plan.adapter?.maxStorageBufferBindingSize;
+  if (max !== null && max !== undefined && bytes > max) {
+    throw new GpuError(
+      `${what} needs ${bytes} bytes in one storage binding, but the adapter allows ${max}. ${fix}`,
+    );
+  }
+}
+
+/**
  * Adds the compress stage's GPU memory: the fp32 INRs for the PSNR before,
  * then the quantized ones (held one after the other), and the decode buffers.
  */
@@ -211,6 +225,19 @@ export function addCompressMemory(
   const maxBinding = plan.adapter?.maxStorageBufferBindingSize ?? undefined;
   const fp32 = residentDatasetBytes({ arch, count, bits: "f32" });
   const quantized = residentDatasetBytes({ arch, count, bits });
+  const fix = "Encode fewer images per file.";
+  checkBinding(
+    plan,
+    `The fp32 weights of ${count} images`,
+    packedCodeBytes({ arch, count, bits: "f32" }),
+    fix,
+  );
+  checkBinding(
+    plan,
+    `The packed weights of ${count} images`,
+    packedCodeBytes({ arch, count, bits }),
+    fix,
+  );
   plan.gpuMemory.push(
     { stage: "compress", item: "fp32, then quantized INRs", bytes: Math.max(fp32, quantized) },
     {

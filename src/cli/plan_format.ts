@@ -65,7 +65,9 @@ export function formatPlan(plan: DryRunPlan): string {
     const e = plan.encode;
     const batch = e.batchSize === null
       ? "batch size unknown without an adapter"
-      : `${e.batchSize} images per batch, ${e.batches} batch${e.batches === 1 ? "" : "es"}` +
+      : `${e.batchSize} image${e.batchSize === 1 ? "" : "s"} per batch, ${e.batches} batch${
+        e.batches === 1 ? "" : "es"
+      }` +
         (e.maxBatchImages === null ? "" : ` (at most ${e.maxBatchImages} fit)`);
     add(
       "encode",

@@ -21,6 +21,17 @@ export function encodeBatchBytes(
   return options.batch * sirenImageBytes(options).total + options.iterations * 8;
 }
 
+/** Bytes of the packed codes of `count` images, one storage binding in InrDecoder. */
+export function packedCodeBytes(
+  options: { arch: SirenArch; count: number; bits: number | number[] | "f32" },
+): number {
+  const layerCount = sirenLayers(options.arch).length;
+  const bits = options.bits === "f32"
+    ? new Array(layerCount).fill(32)
+    : resolveLayerBits(options.arch, options.bits);
+  return options.count * packedLayout(options.arch, bits).wordsPerImage * 4;
+}
+
 /**
  * Bytes that InrDecoder keeps resident for `count` images: packed codes,
  * ranges, the layer table and labels. `bits` is one width per layer, or
@@ -79,6 +90,8 @@ export interface ResNetMemory {
   parameterBytes: number;
   /** Activations and their gradients for one batch, input and loss buffers included, in bytes. */
   activationBytes: number;
+  /** Largest single buffer in bytes, which must fit one storage binding. */
+  largestBufferBytes: number;
   totalBytes: number;
 }
 
@@ -101,12 +114,14 @@ export function resnetMemory(
   let paramFloats = 0, parameters = 0, stateFloats = 0, savedFloats = 0;
   // input, its unused gradient, labels, and two loss-statistics buffers of 5 floats
   let activationFloats = batch * 3 * inputSize * inputSize + 1 + batch + 5 + 5;
+  let largestFloats = batch * 3 * inputSize * inputSize;
   const addParam = (floats: number) => {
     paramFloats += aligned(floats);
     parameters += floats;
   };
   const activation = (s: Shape) => {
     activationFloats += 2 * batch * s.c * s.h * s.w;
+    largestFloats = Math.max(largestFloats, batch * s.c * s.h * s.w);
   };
   const convBn = (
     x: Shape,
@@ -157,10 +172,12 @@ export function resnetMemory(
   const parameterBytes = 3 * paramFloats * 4 + stateFloats * 4 + Math.max(64, savedFloats) * 4 +
     maskBytes;
   const activationBytes = activationFloats * 4;
+  const largestBufferBytes = Math.max(largestFloats, paramFloats) * 4;
   return {
     parameters,
     parameterBytes,
     activationBytes,
+    largestBufferBytes,
     totalBytes: parameterBytes + activationBytes,
   };
 }

@@ -9,6 +9,7 @@ import { type ParsedCommand, UsageError } from "./options.ts";
 import {
   addCompressMemory,
   addOutput,
+  checkBinding,
   type DryRunPlan,
   estimatedRinrBytes,
   inputPlan,
@@ -18,7 +19,7 @@ import {
   resolveBits,
   sirenPlan,
 } from "./plan_common.ts";
-import { decodeChunkBytes, residentDatasetBytes } from "./plan_memory.ts";
+import { decodeChunkBytes, packedCodeBytes, residentDatasetBytes } from "./plan_memory.ts";
 
 export async function planCompress(
   plan: DryRunPlan,
@@ -88,6 +89,17 @@ export async function planDecode(
 
   plan.adapter = (await readAdapter()).plan;
   const maxBinding = plan.adapter.maxStorageBufferBindingSize ?? undefined;
+  const codes = packedCodeBytes({
+    arch: file.arch,
+    count: file.labels.length,
+    bits: quantizedBits(file),
+  });
+  checkBinding(
+    plan,
+    `The packed weights of ${file.labels.length} images`,
+    codes,
+    "Quantize to fewer bits.",
+  );
   plan.gpuMemory.push(
     {
       stage: "decode",

@@ -8,6 +8,7 @@ import type { Log } from "./log.ts";
 import { type ParsedCommand, UsageError } from "./options.ts";
 import {
   addOutput,
+  checkBinding,
   type DryRunPlan,
   inputPlan,
   quantizedBits,
@@ -17,6 +18,7 @@ import {
 import { type DatasetPlan, planDataset } from "./plan_dataset.ts";
 import {
   decodeBatchBytes,
+  packedCodeBytes,
   rawImagesBytes,
   residentDatasetBytes,
   resnetMemory,
@@ -152,14 +154,31 @@ export async function planTrainStage(
   if (options.input === "inr") {
     const arch = source.file?.arch ?? source.arch!;
     const bits = source.file ? quantizedBits(source.file) : source.plannedBits!;
+    const codes = packedCodeBytes({ arch, count: source.images, bits });
+    checkBinding(
+      plan,
+      `The packed weights of ${source.images} images`,
+      codes,
+      "Quantize to fewer bits.",
+    );
     memory("resident packed INRs", residentDatasetBytes({ arch, count: source.images, bits }));
     memory("batch decode buffers", decodeBatchBytes({ arch, batch: options.batch }));
   } else if (options.input === "raw") {
+    const pixels = source.images * source.resolution * source.resolution * 3;
+    checkBinding(plan, "The raw pixels", pixels, "Use --input inr or fewer images.");
     memory(
       "resident 8-bit pixels",
       rawImagesBytes({ count: source.images, side: source.resolution }),
     );
   }
+  const testPixels = test.images * size * size * 3;
+  checkBinding(plan, "The test images", testPixels, "Use --test-limit or --test-per-class.");
+  checkBinding(
+    plan,
+    "The largest classifier buffer",
+    resnet.largestBufferBytes,
+    "Use a smaller --batch.",
+  );
   memory("test images, 8-bit pixels", rawImagesBytes({ count: test.images, side: size }));
   memory("classifier parameters", resnet.parameterBytes);
   memory("classifier activations", resnet.activationBytes);
