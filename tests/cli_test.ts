@@ -116,3 +116,14 @@ Deno.test("cli train reports a missing dataset as input error", async () => {
   assertEquals(result.code, 3, result.stderr);
   assertStringIncludes(result.stderr, "/no/such/folder: not found");
 });
+
+Deno.test("cli reports invalid settings without a stack trace", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "stripes");
+  await makeDataset(data);
+  const result = await cli(["train", "--input", "raw", "--data", data, "--batch", "100", "--epochs", "1"]);
+  assertEquals(result.code, 2, result.stderr);
+  assertStringIncludes(result.stderr, "fewer than one batch of 100");
+  assert(!result.stderr.includes("    at "), result.stderr);
+  await Deno.remove(dir, { recursive: true });
+});

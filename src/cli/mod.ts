@@ -98,7 +98,9 @@ export async function runCli(args: string[]): Promise<number> {
 
 function reportError(error: Error, command: string): number {
   const kind = error?.name;
-  if (kind === "UsageError") {
+  // The stages validate sizes and settings with RangeErrors that name the
+  // value, so they are reported like usage errors, without a stack trace.
+  if (kind === "UsageError" || error instanceof RangeError) {
     console.error(`rapid-inr ${command}: ${error.message}`);
     return EXIT.usage;
   }
