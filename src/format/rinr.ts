@@ -14,6 +14,9 @@
 //   WF32  fp32 weights [N][Q] (weights.encoding "f32")
 //   QRNG  f32 [N][L][2] scale and offset (weights.encoding "uniform")
 //   QCOD  u32 [N][wordsPerImage] packed codes, layout in src/inr/quantize.ts
+//   QANS  the same codes entropy coded (rANS), in place of QCOD; see
+//         entropy.ts. It is marked required, so readers that predate it
+//         reject the file by name instead of misreading it.
 // Readers reject unknown sections that carry the required flag (a later
 // pruning mask or entropy-coded weights would change how the rest reads) and
 // skip unknown optional ones. A change that older readers cannot skip safely
@@ -22,6 +25,7 @@
 import { crc32 } from "node:zlib";
 import { packedLayout, type QuantizedInrs, resolveLayerBits } from "../inr/quantize.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "../inr/siren.ts";
+import { encodeQans } from "./entropy.ts";
 
 /** First 8 bytes of every .rinr file. */
 export const RINR_MAGIC: Uint8Array = new Uint8Array([
@@ -40,7 +44,14 @@ export const RINR_VERSION = 1;
 export const SECTION_REQUIRED = 1;
 
 /** Section tags of format version 1. */
-export const KNOWN_TAGS: ReadonlySet<string> = new Set(["HEAD", "LABL", "WF32", "QRNG", "QCOD"]);
+export const KNOWN_TAGS: ReadonlySet<string> = new Set([
+  "HEAD",
+  "LABL",
+  "WF32",
+  "QRNG",
+  "QCOD",
+  "QANS",
+]);
 
 const PREAMBLE_BYTES = 16;
 const SECTION_HEADER_BYTES = 24;
@@ -145,6 +156,12 @@ export interface ExtraSection {
 export interface EncodeRinrOptions {
   /** Sections written after the standard ones. Default: none. */
   extraSections?: ExtraSection[];
+  /**
+   * Storage of quantized codes: "off" writes packed codes (QCOD), "on" writes
+   * rANS-coded codes (QANS), "auto" writes whichever section is smaller.
+   * fp32 weights ignore it. Default: "off".
+   */
+  entropy?: "off" | "on" | "auto";
 }
 
 /** Serializes `data` into the parts of a .rinr file, in order. Their concatenation is the file. */
@@ -158,7 +175,7 @@ export function encodeRinrParts(data: RinrDataset, options: EncodeRinrOptions = 
     sections.push({ tag: "WF32", required: true, payload: bytesOf(data.weights) });
   } else {
     sections.push({ tag: "QRNG", required: true, payload: bytesOf(data.weights.ranges) });
-    sections.push({ tag: "QCOD", required: true, payload: bytesOf(data.weights.codes) });
+    sections.push(codeSection(data.weights, options.entropy ?? "off"));
   }
   for (const extra of options.extraSections ?? []) {
     if (!/^[A-Z0-9]{4}$/.test(extra.tag) || KNOWN_TAGS.has(extra.tag)) {
@@ -267,6 +284,14 @@ function buildHeader(data: RinrDataset): RinrHeader {
     psnr,
     weights,
   };
+}
+
+function codeSection(weights: QuantizedInrs, entropy: "off" | "on" | "auto"): ExtraSection {
+  const packed: ExtraSection = { tag: "QCOD", required: true, payload: bytesOf(weights.codes) };
+  if (entropy === "off") return packed;
+  const coded: ExtraSection = { tag: "QANS", required: true, payload: encodeQans(weights) };
+  if (entropy === "on" || coded.payload.byteLength < packed.payload.byteLength) return coded;
+  return packed;
 }
 
 function labelBytes(labels: Uint32Array, type: "u16" | "u32"): Uint8Array {

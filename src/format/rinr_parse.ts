@@ -4,6 +4,7 @@
 import { crc32 } from "node:zlib";
 import { packedLayout, type QuantizedInrs, resolveLayerBits } from "../inr/quantize.ts";
 import { sirenLayers, sirenParamCount } from "../inr/siren.ts";
+import { decodeQans } from "./entropy.ts";
 import {
   FormatError,
   KNOWN_TAGS,
@@ -117,7 +118,7 @@ export function parseRinr(bytes: Uint8Array, name: string): RinrFile {
     );
   }
 
-  const weights = readWeights(header, payload, byTag, fail);
+  const weights = readWeights(header, payload, byTag, fail, name);
   const psnr = Float32Array.from(header.psnr, (value) => value === null ? Infinity : value);
   return {
     name,
@@ -284,12 +285,13 @@ function readWeights(
   payload: (tag: string) => Uint8Array,
   byTag: Map<string, RinrSectionInfo>,
   fail: Fail,
+  fileName: string,
 ): Float32Array | QuantizedInrs {
   const n = header.imageCount;
   const q = header.paramCount;
   const arch = header.arch;
   if (header.weights.encoding === "f32") {
-    for (const tag of ["QRNG", "QCOD"]) {
+    for (const tag of ["QRNG", "QCOD", "QANS"]) {
       if (byTag.has(tag)) {
         fail(`section ${tag}`, `does not belong in a file with weights.encoding "f32".`);
       }
@@ -312,14 +314,6 @@ function readWeights(
     `${n} images x ${layerCount} layers x (scale, offset) f32`,
     fail,
   );
-  const codeBytes = payload("QCOD");
-  expectBytes(
-    "section QCOD",
-    codeBytes,
-    n * wordsPerImage * 4,
-    `${n} images x ${wordsPerImage} u32 words`,
-    fail,
-  );
   const ranges = typedView(Float32Array, rangeBytes);
   const badRange = ranges.findIndex((value, i) =>
     !Number.isFinite(value) || (i % 2 === 0 && value < 0)
@@ -333,13 +327,35 @@ function readWeights(
     );
   }
   const { layerWordOffsets } = packedLayout(arch, bits);
+  let codes: Uint32Array;
+  if (byTag.has("QANS")) {
+    if (byTag.has("QCOD")) fail("section QCOD", "and section QANS both store the codes. Keep one.");
+    codes = decodeQans(payload("QANS"), {
+      arch,
+      count: n,
+      bits,
+      wordsPerImage,
+      layerWordOffsets,
+      file: fileName,
+    });
+  } else {
+    const codeBytes = payload("QCOD");
+    expectBytes(
+      "section QCOD",
+      codeBytes,
+      n * wordsPerImage * 4,
+      `${n} images x ${wordsPerImage} u32 words`,
+      fail,
+    );
+    codes = typedView(Uint32Array, codeBytes);
+  }
   const packed: QuantizedInrs = {
     arch,
     count: n,
     bits,
     wordsPerImage,
     layerWordOffsets,
-    codes: typedView(Uint32Array, codeBytes),
+    codes,
     ranges,
   };
   return packed;

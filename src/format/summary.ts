@@ -22,7 +22,11 @@ export interface RinrSummary {
   weightEncoding: "f32" | "uniform";
   /** Bit width per layer, 32 for f32 layers. */
   bitsPerLayer: number[];
-  /** Bytes of the weight sections (codes and ranges, or fp32 values) times 8, per parameter. */
+  /** Payload bytes of the weight sections: codes (packed or rANS-coded) and ranges, or fp32 values. */
+  weightBytes: number;
+  /** Whether the codes are stored rANS-coded (section QANS) instead of packed (QCOD). */
+  entropyCoded: boolean;
+  /** `weightBytes` times 8, per parameter. */
   bitsPerWeight: number;
   /** Whole file in bits per pixel (bpp), the usual image-compression rate. */
   bitsPerPixel: number;
@@ -50,7 +54,7 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
   const n = file.labels.length;
   const r = file.resolution;
   const paramCount = file.header.paramCount;
-  const weightTags = new Set(["WF32", "QRNG", "QCOD"]);
+  const weightTags = new Set(["WF32", "QRNG", "QCOD", "QANS"]);
   const weightBytes = file.sections.filter((s) => weightTags.has(s.tag)).reduce(
     (sum, s) => sum + s.bytes,
     0,
@@ -87,6 +91,8 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
     paramCount,
     weightEncoding: file.header.weights.encoding,
     bitsPerLayer,
+    weightBytes,
+    entropyCoded: file.sections.some((s) => s.tag === "QANS"),
     bitsPerWeight: n > 0 ? (weightBytes * 8) / (n * paramCount) : 0,
     bitsPerPixel: pixels > 0 ? (file.fileBytes * 8) / pixels : 0,
     percentOfRaw: pixels > 0 ? (100 * file.fileBytes) / (pixels * 3) : 0,
@@ -102,9 +108,11 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
 /** Formats a summary as the lines `rapid-inr info` prints. */
 export function formatRinrSummary(summary: RinrSummary): string {
   const { arch } = summary;
+  const codedBytes = summary.sections.find((s) => s.tag === "QANS")?.bytes;
+  const coding = summary.entropyCoded ? `, rANS-coded ${codedBytes} B` : "";
   const bits = summary.weightEncoding === "f32"
     ? "fp32"
-    : `uniform, bits per layer [${summary.bitsPerLayer.join(", ")}]`;
+    : `uniform, bits per layer [${summary.bitsPerLayer.join(", ")}]${coding}`;
   const lines = [
     `file         ${summary.file} (format version ${summary.formatVersion}, ${summary.fileBytes} bytes)`,
     `images       ${summary.imageCount} at ${summary.resolution}x${summary.resolution} px, ${summary.classNames.length} classes`,

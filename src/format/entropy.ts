@@ -1,0 +1,219 @@
+// Section QANS of a .rinr file: the packed codes of section QCOD, entropy
+// coded layer by layer with the static rANS coder of rans.ts. Only the file
+// is coded; readers rebuild the packed u32 form that the GPU decoder reads.
+//
+// Payload, integers u32 little-endian:
+//   layer count L
+//   per layer l: method, byte length B, then B bytes
+//     method 0 (packed): the layer's packed words of every image, image by
+//       image, as in QCOD. Used for f32 layers and where coding would not
+//       make the layer smaller.
+//     method 1 (rANS): one rANS block over the layer's codes of all images,
+//       image-major, then in the value order of the packed layout.
+// One frequency table per layer serves all images, because a layer's codes
+// share one distribution across images (per-image ranges already remove
+// the scale).
+
+import { FLOAT_BITS, type QuantizedInrs, readCode } from "../inr/quantize.ts";
+import { type SirenArch, sirenLayers } from "../inr/siren.ts";
+import { decodeRans, encodeRans } from "./rans.ts";
+import { FormatError } from "./rinr.ts";
+
+const METHOD_PACKED = 0;
+const METHOD_RANS = 1;
+const MAX_BLOCK_BYTES = 2 ** 32 - 1;
+
+/** Layout of the packed codes that a QANS payload decodes to. */
+export interface QansLayout {
+  arch: SirenArch;
+  /** N, the number of images. */
+  count: number;
+  /** Bit width per layer: 1..16, or 32 for raw f32 values. */
+  bits: readonly number[];
+  wordsPerImage: number;
+  layerWordOffsets: readonly number[];
+  /** File name for error messages. Default: "QANS payload". */
+  file?: string;
+}
+
+/** Entropy codes the packed codes of `weights` into a QANS payload. */
+export function encodeQans(weights: QuantizedInrs): Uint8Array {
+  const layers = sirenLayers(weights.arch);
+  const blocks: Uint8Array[] = [u32(layers.length)];
+  for (let l = 0; l < layers.length; l++) {
+    const valueCount = layers[l].outputs * (layers[l].inputs + 1);
+    const packed = layerWords(weights, l);
+    let method = METHOD_PACKED;
+    let block = new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength);
+    if (weights.bits[l] !== FLOAT_BITS) {
+      const coded = encodeRans(layerCodes(weights, l, valueCount), { bits: weights.bits[l] });
+      if (coded.byteLength < block.byteLength) {
+        method = METHOD_RANS;
+        block = coded;
+      }
+    }
+    if (block.byteLength > MAX_BLOCK_BYTES) {
+      throw new RangeError(
+        `Layer ${l} needs ${block.byteLength} bytes, more than the 4 GiB a QANS block can hold. Store fewer images per file.`,
+      );
+    }
+    blocks.push(u32(method), u32(block.byteLength), block);
+  }
+  return concat(blocks);
+}
+
+/**
+ * Decodes a QANS payload back to packed codes u32 [N][wordsPerImage].
+ * Throws a `FormatError` naming the layer when the payload is invalid.
+ */
+export function decodeQans(bytes: Uint8Array, layout: QansLayout): Uint32Array {
+  const file = layout.file ?? "QANS payload";
+  const fail = (field: string, detail: string): never => {
+    throw new FormatError(file, `section QANS ${field}`, detail);
+  };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let position = 0;
+  const readU32 = (field: string): number => {
+    if (position + 4 > bytes.byteLength) {
+      fail(field, `ends at byte ${bytes.byteLength}. The section is truncated.`);
+    }
+    const value = view.getUint32(position, true);
+    position += 4;
+    return value;
+  };
+
+  const layers = sirenLayers(layout.arch);
+  const layerCount = readU32("layer count");
+  if (layerCount !== layers.length) {
+    fail("layer count", `is ${layerCount}, but the architecture has ${layers.length} layers.`);
+  }
+
+  const codes = new Uint32Array(layout.count * layout.wordsPerImage);
+  for (let l = 0; l < layers.length; l++) {
+    const where = `layer ${l}`;
+    const method = readU32(`${where} method`);
+    const length = readU32(`${where} length`);
+    if (position + length > bytes.byteLength) {
+      fail(
+        where,
+        `declares ${length} bytes, but only ${
+          bytes.byteLength - position
+        } remain. The section is truncated.`,
+      );
+    }
+    const block = bytes.subarray(position, position + length);
+    position += length;
+    const layerWordCount = layerWordCountOf(layout, l);
+    const valueCount = layers[l].outputs * (layers[l].inputs + 1);
+
+    if (method === METHOD_PACKED) {
+      const expected = layout.count * layerWordCount * 4;
+      if (length !== expected) {
+        fail(
+          where,
+          `has ${length} bytes of packed words, but ${layout.count} images x ${layerWordCount} words need ${expected}.`,
+        );
+      }
+      const blockView = new DataView(block.buffer, block.byteOffset, block.byteLength);
+      for (let image = 0; image < layout.count; image++) {
+        const first = image * layout.wordsPerImage + layout.layerWordOffsets[l];
+        for (let w = 0; w < layerWordCount; w++) {
+          codes[first + w] = blockView.getUint32((image * layerWordCount + w) * 4, true);
+        }
+      }
+    } else if (method === METHOD_RANS) {
+      const bits = layout.bits[l];
+      if (bits === FLOAT_BITS) {
+        fail(
+          `${where} method`,
+          "is rANS, but the layer holds f32 values, which QANS stores packed.",
+        );
+      }
+      const symbols = decodeRans(block, {
+        count: layout.count * valueCount,
+        bits,
+        file,
+        field: `section QANS ${where}`,
+      });
+      for (let image = 0; image < layout.count; image++) {
+        const first = image * layout.wordsPerImage + layout.layerWordOffsets[l];
+        for (let k = 0; k < valueCount; k++) {
+          writeCode(codes, first, k * bits, bits, symbols[image * valueCount + k]);
+        }
+      }
+    } else {
+      fail(`${where} method`, `is ${method}, but only 0 (packed) and 1 (rANS) exist.`);
+    }
+  }
+  if (position !== bytes.byteLength) {
+    fail(
+      "length",
+      `${bytes.byteLength - position} bytes follow the last layer, so the section is damaged.`,
+    );
+  }
+  return codes;
+}
+
+function layerWordCountOf(
+  layout: { wordsPerImage: number; layerWordOffsets: readonly number[] },
+  l: number,
+): number {
+  const end = l + 1 < layout.layerWordOffsets.length
+    ? layout.layerWordOffsets[l + 1]
+    : layout.wordsPerImage;
+  return end - layout.layerWordOffsets[l];
+}
+
+/** Copies layer `l` of every image out of the packed codes, image by image. */
+function layerWords(weights: QuantizedInrs, l: number): Uint32Array {
+  const wordCount = layerWordCountOf(weights, l);
+  const out = new Uint32Array(weights.count * wordCount);
+  for (let image = 0; image < weights.count; image++) {
+    const first = image * weights.wordsPerImage + weights.layerWordOffsets[l];
+    out.set(weights.codes.subarray(first, first + wordCount), image * wordCount);
+  }
+  return out;
+}
+
+/** Unpacks the codes of layer `l` of every image, image-major. */
+function layerCodes(weights: QuantizedInrs, l: number, valueCount: number): Uint16Array {
+  const bits = weights.bits[l];
+  const out = new Uint16Array(weights.count * valueCount);
+  for (let image = 0; image < weights.count; image++) {
+    const first = image * weights.wordsPerImage + weights.layerWordOffsets[l];
+    for (let k = 0; k < valueCount; k++) {
+      out[image * valueCount + k] = readCode(weights.codes, first, k * bits, bits);
+    }
+  }
+  return out;
+}
+
+/** Writes a code into zeroed words in the packed layout of src/inr/quantize.ts, lowest bit first. */
+function writeCode(
+  words: Uint32Array,
+  firstWord: number,
+  bit: number,
+  bits: number,
+  code: number,
+): void {
+  const w = firstWord + (bit >>> 5);
+  const shift = bit & 31;
+  words[w] |= code << shift;
+  if (shift + bits > 32) words[w + 1] |= code >>> (32 - shift);
+}
+
+function u32(value: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, value, true);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let position = 0;
+  for (const part of parts) {
+    out.set(part, position);
+    position += part.byteLength;
+  }
+  return out;
+}
