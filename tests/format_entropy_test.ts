@@ -1,4 +1,5 @@
-import { assert, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
+import { join } from "@std/path";
 import { crc32 } from "node:zlib";
 import { decodeRans, encodeRans } from "../src/format/rans.ts";
 import { decodeQans, encodeQans } from "../src/format/entropy.ts";
@@ -13,6 +14,7 @@ import {
 import { quantize, type QuantizedInrs } from "../src/inr/quantize.ts";
 import { sirenParamCount } from "../src/inr/siren.ts";
 import { seededRandom } from "./_util.ts";
+import { spawnCli, writeStripes } from "./_cli.ts";
 
 function roundTrip(symbols: Uint16Array, bits: number): Uint8Array {
   const coded = encodeRans(symbols, { bits });
@@ -23,7 +25,7 @@ function roundTrip(symbols: Uint16Array, bits: number): Uint8Array {
   return coded;
 }
 
-/** Laplace-distributed values with scale `b`, the usual shape of trained weights. */
+/** Laplace-distributed values with scale `b`: a peaked distribution that entropy coding shrinks. */
 function laplace(count: number, b: number, random: () => number): Float32Array {
   return Float32Array.from({ length: count }, () => {
     const u = random() - 0.5;
@@ -63,7 +65,7 @@ Deno.test("rANS round trip on skewed stream", () => {
     () => Math.min(255, Math.floor(-Math.log(random()) * 3)),
   );
   const coded = roundTrip(symbols, 8);
-  // The entropy of this geometric source is about 2.9 bits, far below 8.
+  // The entropy of this geometric source (p = 1 - e^(-1/3)) is about 3.0 bits, far below 8.
   assert(
     coded.byteLength < symbols.length * 0.45,
     `coded ${coded.byteLength} bytes for ${symbols.length} symbols`,
@@ -262,4 +264,69 @@ Deno.test("rinr rejects QCOD and QANS together", () => {
     true,
   );
   assertThrows(() => parseRinr(both, "both.rinr"), FormatError, "both store the codes");
+});
+
+Deno.test("compress CLI entropy flag", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const data = join(dir, "stripes");
+    await writeStripes(data, { train: 6, test: 0, side: 8 });
+    const fp32 = join(dir, "fp32.rinr");
+    const encoded = await spawnCli([
+      "encode",
+      data,
+      "-o",
+      fp32,
+      "--size",
+      "8",
+      "--iterations",
+      "20",
+      "--layers",
+      "2",
+      "--width",
+      "8",
+      "--quiet",
+    ]);
+    assertEquals(encoded.code, 0, encoded.stderr);
+
+    const run = async (output: string, ...flags: string[]) => {
+      const result = await spawnCli([
+        "compress",
+        fp32,
+        "-o",
+        output,
+        "--bits",
+        "6",
+        "--json",
+        ...flags,
+      ]);
+      assertEquals(result.code, 0, result.stderr);
+      return JSON.parse(result.stdout);
+    };
+    const coded = await run(join(dir, "coded.rinr"), "--entropy");
+    const packed = await run(join(dir, "packed.rinr"), "--entropy=false");
+    const auto = await run(join(dir, "auto.rinr"));
+    assertEquals(coded.entropyCoded, true);
+    assertEquals(packed.entropyCoded, false);
+    assertEquals(auto.entropyCoded, coded.storedBytes < packed.storedBytes);
+    assertEquals(auto.storedBytes, Math.min(coded.storedBytes, packed.storedBytes));
+    assertEquals(coded.storedBytes, (await Deno.stat(join(dir, "coded.rinr"))).size);
+    assertEquals(coded.percentOfRaw, (100 * coded.storedBytes) / coded.rawBytes);
+    // Lossless coding of the same codes leaves the decoded images unchanged.
+    assertEquals(coded.meanPsnr, packed.meanPsnr);
+
+    const codedFile = parseRinr(await Deno.readFile(join(dir, "coded.rinr")), "coded.rinr");
+    const packedFile = parseRinr(await Deno.readFile(join(dir, "packed.rinr")), "packed.rinr");
+    assertEquals(
+      (codedFile.weights as QuantizedInrs).codes,
+      (packedFile.weights as QuantizedInrs).codes,
+    );
+
+    const info = await spawnCli(["info", join(dir, "coded.rinr")]);
+    assertEquals(info.code, 0, info.stderr);
+    assertStringIncludes(info.stdout, "rANS-coded");
+    assertStringIncludes(info.stdout, "QANS");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -4,6 +4,7 @@
 
 import { basename, join } from "@std/path";
 import { type Dataset, DataError, detectDatasetKind, encodePng, loadDataset } from "../data/mod.ts";
+import { encodeQans } from "../format/entropy.ts";
 import { encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
 import { Gpu } from "../gpu/device.ts";
 import { InrDecoder } from "../inr/decode.ts";
@@ -216,6 +217,11 @@ export interface CompressStageOptions {
   /** Dataset to measure PSNR against; default: the source recorded in the file. */
   source?: string;
   overwrite: boolean;
+  /**
+   * true stores the codes rANS-coded (section QANS), false packed (QCOD).
+   * Both decode to the same codes. Default: whichever file is smaller.
+   */
+  entropy?: boolean;
 }
 
 /** Figures of a finished compression. */
@@ -223,9 +229,12 @@ export interface CompressReport {
   output: string;
   images: number;
   bitsPerLayer: number[];
+  /** Size of the written file in bytes, after entropy coding if any. */
   storedBytes: number;
   rawBytes: number;
   percentOfRaw: number;
+  /** Whether the file stores the codes rANS-coded (section QANS). */
+  entropyCoded: boolean;
   residentBytes: number;
   /** Mean PSNR of the input (unquantized) weights against the source images, dB. */
   meanPsnrBefore: number;
@@ -255,7 +264,12 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     }
   });
 
-  await writeRinr(options.output, { ...file, weights: q, psnr: after }, { overwrite: options.overwrite });
+  // The choice is made here, not by entropy "auto" in writeRinr, so the report can state which section was written.
+  const entropyCoded = options.entropy ?? encodeQans(q).byteLength < q.codes.byteLength;
+  await writeRinr(options.output, { ...file, weights: q, psnr: after }, {
+    overwrite: options.overwrite,
+    entropy: entropyCoded ? "on" : "off",
+  });
   const storedBytes = (await Deno.stat(options.output)).size;
   const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
   const report: CompressReport = {
@@ -265,11 +279,12 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     storedBytes,
     rawBytes,
     percentOfRaw: (100 * storedBytes) / rawBytes,
+    entropyCoded,
     residentBytes,
     meanPsnrBefore: mean(before),
     meanPsnr: mean(after),
   };
-  log.result(`Compressed to ${storedBytes} bytes, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes); mean PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  log.result(`Compressed to ${storedBytes} bytes${entropyCoded ? " (rANS-coded)" : ""}, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes); mean PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
 }
 

@@ -1,6 +1,6 @@
 // Section QANS of a .rinr file: the packed codes of section QCOD, entropy
 // coded layer by layer with the static rANS coder of rans.ts. Only the file
-// is coded; readers rebuild the packed u32 form that the GPU decoder reads.
+// is coded. Readers rebuild the packed u32 form that the GPU decoder reads.
 //
 // Payload, integers u32 little-endian:
 //   layer count L

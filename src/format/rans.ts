@@ -3,7 +3,7 @@
 // One coded block is a frequency table followed by the rANS byte stream:
 //   varint alphabetSize  symbols 0..alphabetSize-1 have table entries
 //   u8 scaleBits         frequencies sum to exactly 2^scaleBits
-//   per symbol: varint frequency; a 0 is followed by a varint count of
+//   per symbol: varint frequency, where a 0 is followed by a varint count of
 //     further zero frequencies, so sparse 16-bit alphabets stay small
 //   the stream: the final encoder state as 4 bytes, most significant first,
 //     then the renormalization bytes in the order the decoder reads them.
@@ -11,9 +11,9 @@
 //
 // The state is an integer in [2^23, 2^31) so every step fits the exact
 // integer range of a JavaScript number and of 32-bit bitwise operators. The
-// encoder starts from 2^23 and walks the symbols backwards; the decoder must
-// therefore end in exactly that state with every byte consumed, which
-// catches most corruption that the section CRC did not.
+// encoder starts from 2^23 and walks the symbols backwards. The decoder must
+// therefore end in exactly that state with every byte consumed, so damage
+// that the section CRC missed usually ends in another state and is reported.
 
 import { FormatError } from "./rinr.ts";
 
@@ -22,13 +22,13 @@ export const MAX_SYMBOL_BITS = 16;
 /** Smallest and largest log2 of the frequency total. */
 const MIN_SCALE_BITS = 12;
 const MAX_SCALE_BITS = 20;
-/** Lower bound of the coder state; renormalization moves whole bytes. */
+/** Lower bound of the coder state. Renormalization moves whole bytes. */
 const STATE_LOW = 1 << 23;
 const STATE_BYTES = 4;
 
 /** Options of {@linkcode encodeRans}. */
 export interface EncodeRansOptions {
-  /** Symbol width in bits, 1..16; every symbol must be below 2^bits. */
+  /** Symbol width in bits, 1..16. Every symbol must be below 2^bits. */
   bits: number;
 }
 
@@ -48,7 +48,7 @@ export interface DecodeRansOptions {
 export interface FrequencyTable {
   /** log2 of the frequency total. */
   scaleBits: number;
-  /** Frequency per symbol; nonzero exactly for symbols that occur. */
+  /** Frequency per symbol, nonzero exactly for the symbols that occur. */
   frequencies: Uint32Array;
 }
 
@@ -94,7 +94,7 @@ export function buildFrequencyTable(
 
   // Flooring leaves the sum at most `total` before the raise to 1, and at
   // most `total + distinct` after it. Give any shortfall to the most frequent
-  // symbol; take any excess from the most frequent symbols first, which
+  // symbol. Take any excess from the most frequent symbols first, which
   // always suffices because total >= 4 * distinct.
   const byCount = Array.from({ length: alphabet }, (_, s) => s).filter((s) => counts[s] > 0)
     .sort((a, b) => counts[b] - counts[a]);

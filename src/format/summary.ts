@@ -109,7 +109,11 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
 export function formatRinrSummary(summary: RinrSummary): string {
   const { arch } = summary;
   const codedBytes = summary.sections.find((s) => s.tag === "QANS")?.bytes;
-  const coding = summary.entropyCoded ? `, rANS-coded ${codedBytes} B` : "";
+  const codeCount = summary.imageCount * summary.paramCount;
+  const bitsPerCode = codedBytes !== undefined && codeCount > 0 ? (codedBytes * 8) / codeCount : 0;
+  const coding = summary.entropyCoded
+    ? `, rANS-coded ${codedBytes} B (${bitsPerCode.toFixed(2)} bits per code)`
+    : "";
   const bits = summary.weightEncoding === "f32"
     ? "fp32"
     : `uniform, bits per layer [${summary.bitsPerLayer.join(", ")}]${coding}`;
