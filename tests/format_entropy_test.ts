@@ -203,6 +203,8 @@ Deno.test("rinr with QANS reads back packed codes", () => {
   );
   const parsed = parseRinr(codedFile, "coded.rinr");
   assertEquals(parsed.sections.map((s) => s.tag), ["HEAD", "LABL", "QRNG", "QANS"]);
+  // Readers that predate QANS reject a required section they do not know.
+  assertEquals(parsed.sections.find((s) => s.tag === "QANS")?.required, true);
   const read = parsed.weights as QuantizedInrs;
   assertEquals(read.codes, weights.codes);
   assertEquals(read.ranges, weights.ranges);
