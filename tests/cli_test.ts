@@ -127,3 +127,9 @@ Deno.test("cli reports invalid settings without a stack trace", async () => {
   assert(!result.stderr.includes("    at "), result.stderr);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("cli accepts --no- for boolean options", async () => {
+  const result = await cli(["info", "--no-json", "--help"]);
+  assertEquals(result.code, 0, result.stderr);
+  assertStringIncludes(result.stdout, "Usage: rapid-inr info");
+});

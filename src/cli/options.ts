@@ -77,6 +77,7 @@ export async function parseCommand(spec: CommandSpec, args: string[]): Promise<P
   const unknown: string[] = [];
   const parsed = parseArgs(args, {
     boolean: all.filter((o) => o.type === "boolean").map((o) => o.name),
+    negatable: all.filter((o) => o.type === "boolean").map((o) => o.name),
     string: all.filter((o) => o.type !== "boolean").map((o) => o.name),
     alias: aliases,
     unknown: (arg: string) => {
