@@ -34,6 +34,7 @@ const HELP =
   --batch B         images fitted together (default: as many as fit)
   --seed SEED       weight initialization seed (default 0)
   --save-raw FILE   write the loaded pixels for the PyTorch peer's --raw
+  --raw-only        with --save-raw: stop after writing the pixels, fit nothing
   --out FORMAT      text or json (default text)`;
 
 function positiveInteger(name: string, value: unknown, fallback?: number): number | undefined {
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
       "batch",
       "seed",
     ],
-    boolean: ["help"],
+    boolean: ["help", "raw-only"],
   });
   if (args.help || (args.root === undefined) === (args.raw === undefined)) {
     console.log(HELP);
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
 
   const { images, side } = await loadImages(args);
   if (args["save-raw"] !== undefined) await Deno.writeFile(String(args["save-raw"]), images);
+  if (args["raw-only"]) return;
   const count = images.length / (side * side * 3);
   const arch = {
     sineLayers: positiveInteger("layers", args.layers, 5)!,
