@@ -16,7 +16,7 @@ import { type InputKind, train, type TrainInput } from "../train/trainer.ts";
 import { formatDuration, type Log } from "./log.ts";
 import { UsageError } from "./options.ts";
 
-/** Where a dataset comes from and which part of it to use. */
+/** A dataset location and the part of it to use. */
 export interface DatasetSpec {
   path: string;
   /** Split folder or name; default: the loader's ("train", or the folder itself). */

@@ -36,7 +36,7 @@ interface BindingInfo {
   kind: "uniform" | "read" | "read_write";
 }
 
-/** What the WGSL source declares: bindings, `Params` fields and overrides. */
+/** The interface a WGSL source declares: bindings, `Params` fields and overrides. */
 export interface ShaderInterface {
   bindings: Map<string, BindingInfo>;
   params: { name: string; type: ScalarType }[];
@@ -133,6 +133,12 @@ export class Kernel {
   }
 }
 
+const BUFFER_BINDING_TYPES: Record<BindingInfo["kind"], GPUBufferBindingType> = {
+  uniform: "uniform",
+  read: "read-only-storage",
+  read_write: "storage",
+};
+
 const kernelCache = new WeakMap<GPUDevice, Map<string, Kernel>>();
 
 /**
@@ -152,7 +158,7 @@ export async function compileKernel(gpu: Gpu, spec: KernelSpec): Promise<Kernel>
   for (const name of spec.bindings) {
     const info = shader.bindings.get(name);
     if (!info) throw new GpuError(`${spec.name}: binding "${name}" is not declared in wgsl/${spec.file}.`);
-    const type = info.kind === "uniform" ? "uniform" : info.kind === "read" ? "read-only-storage" : "storage";
+    const type = BUFFER_BINDING_TYPES[info.kind];
     entries.push({ binding: info.index, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
   }
   for (const name of spec.workgroup) {

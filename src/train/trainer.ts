@@ -89,7 +89,7 @@ export interface EpochRecord {
   lastLearningRate: number;
 }
 
-/** What `train` returns; `net` stays allocated until the caller destroys it. */
+/** Result of `train`; `net` stays allocated until the caller destroys it. */
 export interface TrainResult {
   epochs: EpochRecord[];
   testAccuracy: number;
