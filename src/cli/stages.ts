@@ -451,6 +451,10 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
     classNames = dataset.classNames;
     resolution = dataset.side;
   }
+  const trainCount = input.kind === "inr" ? input.count : input.labels.length;
+  if (trainCount < options.batch) {
+    throw new UsageError(`The training set has ${trainCount} images, fewer than one batch of ${options.batch}. Use a smaller --batch.`);
+  }
   await (options.output ? refuseOverwrite(options.output, options.overwrite) : Promise.resolve());
   const test = await loadSpec({ ...options.test, size: options.size ?? resolution }, log);
   if (test.classNames.join("\n") !== classNames.join("\n")) {
