@@ -13,6 +13,15 @@ import { encodePreset } from "../inr/presets.ts";
 import { quantize } from "../inr/quantize.ts";
 import type { SirenArch } from "../inr/siren.ts";
 import { type InputKind, train, type TrainInput } from "../train/trainer.ts";
+import {
+  encodeCheckpointPath,
+  type EncodeCheckpoint,
+  encodeJob,
+  jobDifferences,
+  readEncodeCheckpoint,
+  removeEncodeCheckpoint,
+  writeEncodeCheckpoint,
+} from "./checkpoint.ts";
 import { formatDuration, type Log } from "./log.ts";
 import { UsageError } from "./options.ts";
 
@@ -106,6 +115,11 @@ export interface EncodeStageOptions {
   seed: number;
   progressEvery?: number;
   overwrite: boolean;
+  /**
+   * Continue from the checkpoint `<output>.partial` of an interrupted run with
+   * the same settings. Default false: an existing checkpoint is an error.
+   */
+  resume?: boolean;
 }
 
 /** Figures of a finished encode. */
@@ -133,6 +147,9 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
   const iterations = options.iterations ?? preset.iterations;
   const learningRate = options.learningRate ?? preset.learningRate;
   await refuseOverwrite(options.output, options.overwrite);
+  const checkpoint = encodeCheckpointPath(options.output);
+  const job = await encodeJob({ ...options.dataset, preset: preset.name, arch, iterations, learningRate, seed: options.seed }, dataset);
+  const resume = await loadResume(checkpoint, job, options, log);
   log.info(`Encoding with ${arch.sineLayers} sine layers of width ${arch.width}, ${iterations} iterations, learning rate ${learningRate}, seed ${options.seed}.`);
 
   const result = await withGpu(log, (gpu) =>
@@ -141,9 +158,18 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
       arch,
       iterations,
       learningRate,
-      batchSize: options.batchSize,
+      batchSize: resume?.batchSize ?? options.batchSize,
       seed: options.seed,
       progressEvery: options.progressEvery,
+      resume,
+      onBatch: (batch) =>
+        writeEncodeCheckpoint(checkpoint, {
+          job,
+          batchSize: batch.batchSize,
+          imagesDone: batch.imagesDone,
+          weights: batch.weights.subarray(0, batch.imagesDone * (batch.weights.length / batch.imageCount)),
+          psnr: batch.psnr.subarray(0, batch.imagesDone),
+        }),
       onProgress: (p) => {
         log.progress("encode", {
           done: p.batchStart * iterations + p.iteration * p.batchImages,
@@ -178,6 +204,8 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
       batchSize: result.batchSize,
     },
   }, { overwrite: options.overwrite });
+  // Only now is the finished work safe in the output, so the checkpoint can go.
+  await removeEncodeCheckpoint(checkpoint);
 
   const report: EncodeReport = {
     output: options.output,
@@ -194,6 +222,40 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
   };
   log.result(`Encoded ${report.images} images in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
+}
+
+// Returns the checkpoint to continue from, or undefined to start at the first
+// image. Rejects a checkpoint without --resume, and one whose job differs.
+async function loadResume(
+  path: string,
+  job: EncodeCheckpoint["job"],
+  options: EncodeStageOptions,
+  log: Log,
+): Promise<EncodeCheckpoint | undefined> {
+  const saved = await readEncodeCheckpoint(path);
+  if (!saved) {
+    if (options.resume) log.info(`No checkpoint ${path} found; encoding from the first image.`);
+    return undefined;
+  }
+  const progress = `${saved.imagesDone} of ${saved.job.images} images`;
+  if (!options.resume) {
+    throw new UsageError(
+      `Checkpoint ${path} exists from an interrupted encode (${progress} done). ` +
+        `Pass --resume to continue it, or delete the file to start over.`,
+    );
+  }
+  const differences = jobDifferences(saved.job, job);
+  if (options.batchSize !== undefined && options.batchSize !== saved.batchSize) {
+    differences.push(`--encode-batch: ${saved.batchSize} in the checkpoint, ${options.batchSize} now`);
+  }
+  if (differences.length > 0) {
+    throw new UsageError(
+      `Cannot resume from checkpoint ${path}: the settings differ (${differences.join("; ")}). ` +
+        `Run again with the checkpoint's settings, or delete the file to start over.`,
+    );
+  }
+  log.info(`Resuming from checkpoint ${path}: ${progress} done, batch size ${saved.batchSize}.`);
+  return saved;
 }
 
 async function refuseOverwrite(path: string, overwrite: boolean): Promise<void> {

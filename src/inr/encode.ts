@@ -70,6 +70,38 @@ export interface EncodeOptions {
   onProgress?: (progress: EncodeProgress) => void;
   adam?: Partial<AdamSettings>;
   tuning?: Partial<SirenTuning>;
+  /**
+   * Results of the first images from an earlier, interrupted run with the same
+   * settings and batch size; fitting starts after them. Default: none.
+   */
+  resume?: EncodeResume;
+  /**
+   * Called after each finished batch, before the next starts; fitting waits
+   * for the returned promise, so a checkpoint written here is complete.
+   */
+  onBatch?: (batch: EncodeBatchDone) => void | Promise<void>;
+}
+
+/** Finished images that {@linkcode encodeImages} continues from. */
+export interface EncodeResume {
+  /** Images finished, a multiple of the batch size (or all images). */
+  imagesDone: number;
+  /** Best weights of those images, [imagesDone][Q]. */
+  weights: Float32Array;
+  /** PSNR of those weights, [imagesDone], in dB. */
+  psnr: Float32Array;
+}
+
+/** State after one finished batch, passed to `onBatch`. */
+export interface EncodeBatchDone {
+  /** Images finished so far; the first `imagesDone` entries below are final. */
+  imagesDone: number;
+  imageCount: number;
+  batchSize: number;
+  /** Weights of all images, [count][Q]; entries past `imagesDone` are zero. */
+  weights: Float32Array;
+  /** PSNR of all images in dB; entries past `imagesDone` are zero. */
+  psnr: Float32Array;
 }
 
 /** Result of {@linkcode encodeImages}. */
@@ -83,6 +115,7 @@ export interface EncodeResult {
   batchSize: number;
   /** Wall-clock seconds, uploads and readbacks included. */
   seconds: number;
+  /** Images fitted in this call per second; images taken from `resume` are not counted. */
   imagesPerSecond: number;
 }
 
@@ -121,6 +154,32 @@ function requirePositiveInteger(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) {
     throw new RangeError(`${name} must be a positive integer, got ${value}.`);
   }
+}
+
+// Copies the finished images of an earlier run and returns the first image to fit.
+function applyResume(
+  resume: EncodeResume | undefined,
+  target: { count: number; q: number; batchSize: number; weights: Float32Array; psnr: Float32Array },
+): number {
+  if (!resume) return 0;
+  const { count, q, batchSize } = target;
+  const done = resume.imagesDone;
+  // A resumed batch must start where the uninterrupted run's batch started,
+  // or the batches differ from that run's.
+  if (!Number.isInteger(done) || done < 0 || done > count || (done % batchSize !== 0 && done !== count)) {
+    throw new RangeError(
+      `resume.imagesDone must be a multiple of the batch size ${batchSize} between 0 and ${count}, got ${done}.`,
+    );
+  }
+  if (resume.weights.length !== done * q || resume.psnr.length !== done) {
+    throw new RangeError(
+      `resume must hold ${done * q} weights and ${done} PSNR values for ${done} images, ` +
+        `got ${resume.weights.length} and ${resume.psnr.length}.`,
+    );
+  }
+  target.weights.set(resume.weights);
+  target.psnr.set(resume.psnr);
+  return done;
 }
 
 /**
@@ -177,6 +236,7 @@ export async function encodeImages(
   const q = sirenParamCount(arch);
   const weights = new Float32Array(count * q);
   const psnr = new Float32Array(count);
+  const firstImage = applyResume(options.resume, { count, q, batchSize, weights, psnr });
   const batch = await SirenFitBatch.create(gpu, {
     arch,
     side,
@@ -187,7 +247,7 @@ export async function encodeImages(
     tuning: options.tuning,
   });
   try {
-    for (let batchStart = 0; batchStart < count; batchStart += batchSize) {
+    for (let batchStart = firstImage; batchStart < count; batchStart += batchSize) {
       const batchImages = Math.min(batchSize, count - batchStart);
       const initial = new Float32Array(batchImages * q);
       for (let i = 0; i < batchImages; i++) {
@@ -221,11 +281,19 @@ export async function encodeImages(
       weights.set(await batch.readBestWeights(), batchStart * q);
       psnr.set(scores.best, batchStart);
       report(scores.best, batchStart + batchImages);
+      await options.onBatch?.({
+        imagesDone: batchStart + batchImages,
+        imageCount: count,
+        batchSize,
+        weights,
+        psnr,
+      });
     }
   } finally {
     batch.destroy();
   }
 
   const seconds = (performance.now() - started) / 1000;
-  return { weights, psnr, arch, iterations, batchSize, seconds, imagesPerSecond: count / seconds };
+  const imagesPerSecond = (count - firstImage) / seconds;
+  return { weights, psnr, arch, iterations, batchSize, seconds, imagesPerSecond };
 }
