@@ -136,3 +136,28 @@ Deno.test("encode --resume without checkpoint starts fresh", async () => {
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("encode damaged checkpoint is rejected", async () => {
+  const root = await Deno.makeTempDir({ prefix: "rapid-inr-resume-" });
+  try {
+    const dataset = join(root, "data");
+    await writeStripes(dataset, { train: 2, test: 0 });
+    const output = join(root, "damaged.rinr");
+    const checkpoint = `${output}.partial`;
+    const args = ["--size", "8", "--layers", "2", "--width", "8", "--iterations", "20", "--encode-batch", "2"];
+    const cases: [string, Uint8Array][] = [
+      ["not an encode checkpoint", new TextEncoder().encode("not a checkpoint at all")],
+      ["truncated header", Uint8Array.from([...new TextEncoder().encode("RINRPART"), 1, 0, 0, 0, 255, 0, 0, 0])],
+    ];
+    for (const [reason, bytes] of cases) {
+      await Deno.writeFile(checkpoint, bytes);
+      const result = await spawnCli(["encode", dataset, "-o", output, ...args, "--resume"]);
+      assertEquals(result.code, 2, `${reason}: ${result.stderr}`);
+      assertStringIncludes(result.stderr, reason);
+      assertStringIncludes(result.stderr, "Delete it");
+      assert(!(await exists(output)), `${reason}: no output may be written`);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
