@@ -432,6 +432,9 @@ export class ResNet18 {
   }
 
   writeVelocity(values: Float32Array): void {
+    if (values.length !== this.params.size) {
+      throw new RangeError(`Checkpoint momentum buffer has ${values.length} floats, expected ${this.params.size}.`);
+    }
     this.gpu.write(this.#velocity, values);
   }
 

@@ -60,8 +60,23 @@ export interface TrainOptions {
   statsEvery?: number;
   /** Called after each loss readback. */
   onProgress?: (progress: TrainProgress) => void;
-  /** Called after each epoch's evaluation. */
-  onEpoch?: (record: EpochRecord) => void | Promise<void>;
+  /**
+   * Called after each epoch's evaluation with the network and every record so
+   * far, so the caller can save a checkpoint before the next epoch starts.
+   */
+  onEpoch?: (record: EpochRecord, state: { net: ResNet18; records: EpochRecord[] }) => void | Promise<void>;
+  /** Finished epochs to continue from instead of starting at epoch 1. Default: none. */
+  resume?: ResumeState;
+}
+
+/** Training state after some finished epochs, as a checkpoint stores it. */
+export interface ResumeState {
+  /** Records of the finished epochs, in order; their count is the number of epochs to skip. */
+  records: EpochRecord[];
+  /** Weights and running statistics by name, as `ResNet18.readTensors` returns them. */
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
+  /** SGD momentum buffer, as `ResNet18.readVelocity` returns it. */
+  velocity: Float32Array;
 }
 
 /** Progress inside an epoch. */
@@ -139,6 +154,14 @@ export async function train(
   });
   const random = mulberry32(options.seed);
   net.initialize(random);
+  const records: EpochRecord[] = [];
+  try {
+    if (options.resume) restore(net, options.resume, { epochs: options.epochs, count, random });
+  } catch (error) {
+    net.destroy();
+    throw error;
+  }
+  records.push(...(options.resume?.records ?? []));
 
   const indices = gpu.buffer(count * 4, "epoch permutation");
   const testImages = await RawImages.create(gpu, { images: test.images, labels: test.labels, resolution: test.resolution });
@@ -169,10 +192,8 @@ export async function train(
     const evalPlans = recordEvaluation(gpu, net, testImages, transform);
     cleanup.push(() => evalPlans.forEach((p) => p.plan.destroy()));
 
-    const records: EpochRecord[] = [];
     const totalSteps = stepsPerEpoch * options.epochs;
-    let trainSeconds = 0;
-    for (let epoch = 0; epoch < options.epochs; epoch++) {
+    for (let epoch = records.length; epoch < options.epochs; epoch++) {
       const order = permutation(count, random);
       gpu.write(indices, order);
       resetLossStats(gpu, net.trainStats);
@@ -201,7 +222,6 @@ export async function train(
         }
       }
       const seconds = (performance.now() - startedAt) / 1000;
-      trainSeconds += seconds;
 
       const testAccuracy = await evaluate(gpu, net, evalPlans);
       const record: EpochRecord = {
@@ -213,8 +233,10 @@ export async function train(
         lastLearningRate: learningRate,
       };
       records.push(record);
-      await options.onEpoch?.(record);
+      await options.onEpoch?.(record, { net, records: [...records] });
     }
+    // Derived from the records so that epochs restored from a checkpoint count too.
+    const trainSeconds = records.reduce((sum, r) => sum + (stepsPerEpoch * batch) / r.imagesPerSecond, 0);
     return {
       epochs: records,
       testAccuracy: records[records.length - 1].testAccuracy,
@@ -228,6 +250,21 @@ export async function train(
   } finally {
     for (const release of cleanup.reverse()) release();
   }
+}
+
+// Loads a checkpoint's tensors and replays the random draws of the skipped
+// epochs. The generator has just drawn the initial weights, and each epoch
+// draws exactly one permutation, so re-drawing the skipped permutations leaves
+// it where an uninterrupted run would be. Augmentation is keyed by the global
+// step, not by this generator, so it needs no replay.
+function restore(net: ResNet18, state: ResumeState, run: { epochs: number; count: number; random: () => number }): void {
+  const finished = state.records.length;
+  if (finished > run.epochs) {
+    throw new RangeError(`The checkpoint has ${finished} finished epochs, more than the ${run.epochs} requested.`);
+  }
+  net.writeTensors(state.tensors);
+  net.writeVelocity(state.velocity);
+  for (let epoch = 0; epoch < finished; epoch++) permutation(run.count, run.random);
 }
 
 interface EvalPlan {
