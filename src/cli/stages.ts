@@ -2,7 +2,7 @@
 // train. `run` chains them; each subcommand calls one. Every stage returns the
 // figures its --json output reports and writes its outputs atomically.
 
-import { basename, join } from "@std/path";
+import { basename, join, resolve } from "@std/path";
 import { type Dataset, DataError, detectDatasetKind, encodePng, loadDataset } from "../data/mod.ts";
 import { encodeQans } from "../format/entropy.ts";
 import { encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
@@ -13,6 +13,13 @@ import { encodePreset } from "../inr/presets.ts";
 import { quantize } from "../inr/quantize.ts";
 import type { SirenArch } from "../inr/siren.ts";
 import { type InputKind, train, type TrainInput } from "../train/trainer.ts";
+import {
+  checkTrainFingerprint,
+  encodeTrainCheckpoint,
+  readTrainCheckpoint,
+  type TrainCheckpoint,
+  type TrainFingerprint,
+} from "../train/checkpoint.ts";
 import {
   encodeCheckpointPath,
   type EncodeCheckpoint,
@@ -487,6 +494,23 @@ export interface TrainStageOptions {
   size?: number;
   output?: string;
   overwrite: boolean;
+  /** Checkpoint file written after each epoch. Default: see `defaultCheckpointPath`. */
+  checkpoint?: string;
+  /** Continue from the checkpoint if it exists (else start at epoch 1). Default: false, and an existing checkpoint is an error. */
+  resume?: boolean;
+}
+
+/** Default checkpoint file used when no checkpoint path is given. */
+export const DEFAULT_CHECKPOINT = "rapid-inr-train.ckpt.safetensors";
+
+/**
+ * Returns the checkpoint path for `output`: `model.safetensors` gives
+ * `model.ckpt.safetensors` beside it; without an output, DEFAULT_CHECKPOINT in
+ * the current folder.
+ */
+export function defaultCheckpointPath(output: string | undefined): string {
+  if (!output) return DEFAULT_CHECKPOINT;
+  return `${output.replace(/\.safetensors$/, "")}.ckpt.safetensors`;
 }
 
 /** Trains the classifier with the chosen input pipeline and saves its weights. */
@@ -524,6 +548,29 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
   }
 
   const size = options.size ?? resolution;
+  const checkpointFile = options.checkpoint ?? defaultCheckpointPath(options.output);
+  // Keys are the CLI options that set each value, so a mismatch error names the option to fix.
+  const fingerprint: TrainFingerprint = {
+    "--input": options.input,
+    "--data": resolve(options.input === "inr" ? options.rinr! : options.dataset!.path),
+    "training images": trainCount,
+    "test images": test.labels.length,
+    "classes": classNames.join(","),
+    "--resnet-width": options.width,
+    "--batch": options.batch,
+    "--train-lr": options.learningRate,
+    "--momentum": options.momentum,
+    "--weight-decay": options.weightDecay,
+    "--epochs": options.epochs,
+    "--input-size": size,
+    "--seed": options.seed,
+  };
+  const resume = await openTrainCheckpoint(checkpointFile, fingerprint, options.resume ?? false);
+  if (resume) {
+    log.info(`Resuming from ${checkpointFile} after epoch ${resume.records.length} of ${options.epochs}.`);
+  } else if (options.resume) {
+    log.info(`No checkpoint at ${checkpointFile}; starting at epoch 1.`);
+  }
   log.info(`Training ResNet-18 (width ${options.width}) at ${size}x${size} px for ${options.epochs} epoch${options.epochs === 1 ? "" : "s"}, batch ${options.batch}, learning rate ${options.learningRate}, input ${options.input}, seed ${options.seed}.`);
   return await withGpu(log, async (gpu) => {
     const result = await train(gpu, {
@@ -539,6 +586,7 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
       width: options.width,
       size,
       seed: options.seed,
+      resume,
       onProgress: (p) =>
         log.progress(`epoch ${p.epoch + 1}/${options.epochs}`, {
           done: p.step,
@@ -547,8 +595,11 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
           unit: "steps",
           status: `loss ${p.loss.toFixed(4)}`,
         }),
-      onEpoch: (r) =>
-        log.info(`epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, train accuracy ${(100 * r.trainAccuracy).toFixed(1)}%, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%, ${r.imagesPerSecond.toFixed(1)} images/s`),
+      onEpoch: async (r, state) => {
+        // Saved before the log line, so a caller that stops at an epoch's message keeps that epoch.
+        await atomicWrite(checkpointFile, await encodeTrainCheckpoint(state.net, { fingerprint, records: state.records }));
+        log.info(`epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, train accuracy ${(100 * r.trainAccuracy).toFixed(1)}%, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%, ${r.imagesPerSecond.toFixed(1)} images/s`);
+      },
     });
     try {
       if (options.output) {
@@ -564,6 +615,9 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
         await atomicWrite(options.output, encodeSafetensors(tensors, metadata));
         log.info(`Saved the classifier weights to ${options.output}.`);
       }
+      await Deno.remove(checkpointFile).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
       const last = result.epochs[result.epochs.length - 1];
       log.result(`Trained ${result.epochs.length} epoch${result.epochs.length === 1 ? "" : "s"} at ${result.imagesPerSecond.toFixed(1)} images/s (input ${options.input}); test accuracy ${(100 * result.testAccuracy).toFixed(2)}% on ${test.labels.length} images, final train loss ${last.trainLoss.toFixed(4)}.`);
       return {
@@ -578,4 +632,20 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
       result.net.destroy();
     }
   });
+}
+
+// Returns the state to resume from, or undefined to start at epoch 1. An
+// existing checkpoint without `resume` is an error, so a run never silently
+// discards or overwrites another run's progress.
+async function openTrainCheckpoint(path: string, fingerprint: TrainFingerprint, resume: boolean): Promise<TrainCheckpoint | undefined> {
+  if (!resume) {
+    const exists = await Deno.lstat(path).then(() => true, () => false);
+    if (exists) {
+      throw new UsageError(`Checkpoint ${path} already exists. Pass --resume to continue that run, or delete the file to start over.`);
+    }
+    return undefined;
+  }
+  const checkpoint = await readTrainCheckpoint(path);
+  if (checkpoint) checkTrainFingerprint(checkpoint.fingerprint, fingerprint, path);
+  return checkpoint;
 }

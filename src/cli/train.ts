@@ -4,7 +4,7 @@ import type { Command } from "./mod.ts";
 import type { OptionSpec, OptionValues } from "./options.ts";
 import { UsageError } from "./options.ts";
 import { datasetSpec, DATASET_OPTIONS } from "./encode.ts";
-import { type DatasetSpec, defaultTestSplit, trainStage, type TrainStageOptions } from "./stages.ts";
+import { type DatasetSpec, DEFAULT_CHECKPOINT, defaultTestSplit, trainStage, type TrainStageOptions } from "./stages.ts";
 import type { InputKind } from "../train/trainer.ts";
 import { readRinr } from "../format/mod.ts";
 
@@ -22,6 +22,12 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
   { name: "test-split", type: "string", help: "test split name (default: test, else val)" },
   { name: "test-per-class", type: "integer", min: 1, help: "evaluate on the first N test images of each class (default: all)" },
   { name: "test-limit", type: "integer", min: 1, help: "evaluate on at most N test images (default: all)" },
+];
+
+/** Checkpoint options of train. `run` gets --resume from the encode options, and `trainOptions` passes it on. */
+const CHECKPOINT_OPTIONS: OptionSpec[] = [
+  { name: "checkpoint", type: "string", help: `training checkpoint written after each epoch and removed at the end (default: <output without .safetensors>.ckpt.safetensors, or ${DEFAULT_CHECKPOINT} in the current folder without --output)` },
+  { name: "resume", type: "boolean", default: false, help: "continue from the checkpoint if it exists; the settings must match the interrupted run" },
 ];
 
 /** Resolves the test set: explicit --test, else next to the training data. */
@@ -49,6 +55,7 @@ export function trainOptions(values: OptionValues): Omit<TrainStageOptions, "tes
     size: values["input-size"] as number | undefined,
     seed: values.seed as number,
     overwrite: values.force as boolean,
+    resume: values.resume === true,
   };
 }
 
@@ -63,6 +70,7 @@ export const trainCommand: Command = {
       { name: "data", type: "string", help: "training data: a .rinr file for --input inr, a dataset for raw and files" },
       { name: "output", alias: "o", type: "string", help: "safetensors file for the trained weights (default: not saved)" },
       ...TRAIN_OPTIONS,
+      ...CHECKPOINT_OPTIONS,
       ...DATASET_OPTIONS,
       { name: "seed", type: "integer", default: 0, min: 0, help: "seed of weights, shuffling and augmentation" },
       { name: "force", type: "boolean", default: false, help: "replace an existing output file" },
@@ -85,6 +93,7 @@ export const trainCommand: Command = {
       dataset: options.input === "inr" ? undefined : datasetSpec(data, values),
       test: await testSpec(values, trainPath),
       output: values.output as string | undefined,
+      checkpoint: values.checkpoint as string | undefined,
     }, log);
   },
 };
