@@ -238,7 +238,11 @@ function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+// Whether this host stores floats little-endian, so arrays can be copied as bytes.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
+
 function littleEndianF32(values: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN_HOST) return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const out = new Uint8Array(values.length * 4);
   const view = new DataView(out.buffer);
   for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
@@ -246,6 +250,8 @@ function littleEndianF32(values: Float32Array): Uint8Array {
 }
 
 function readLittleEndianF32(bytes: Uint8Array): Float32Array {
+  // slice() copies into a fresh, aligned buffer.
+  if (LITTLE_ENDIAN_HOST) return new Float32Array(bytes.slice().buffer);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(bytes.length / 4);
   for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
