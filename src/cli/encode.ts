@@ -26,7 +26,7 @@ export const ENCODE_OPTIONS: OptionSpec[] = [
   { name: "encode-batch", type: "integer", min: 1, help: "images fitted per dispatch (default: as many as fit the GPU)" },
   { name: "seed", type: "integer", default: 0, min: 0, help: "seed of the weight initialization (also shuffling and augmentation in train)" },
   { name: "force", type: "boolean", default: false, help: "replace existing output files" },
-  { name: "resume", type: "boolean", default: false, help: "continue an interrupted encode from its checkpoint <output>.partial (written after every batch); the settings must match" },
+  { name: "resume", type: "boolean", default: false, help: "continue an interrupted run from its checkpoint (encode saves <output>.partial after every batch); the settings must match the interrupted run" },
 ];
 
 export function datasetSpec(path: string, values: OptionValues): DatasetSpec {
