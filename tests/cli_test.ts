@@ -133,3 +133,35 @@ Deno.test("cli accepts --no- for boolean options", async () => {
   assertEquals(result.code, 0, result.stderr);
   assertStringIncludes(result.stdout, "Usage: rapid-inr info");
 });
+
+Deno.test("cli run resume reuses finished stages", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "stripes");
+  await makeDataset(data);
+  const out = join(dir, "out");
+  const args = [
+    "run", data, "--iterations", "30", "--layers", "2", "--width", "8",
+    "--epochs", "1", "--batch", "4", "--resnet-width", "2", "--out-dir", out,
+  ];
+  const first = await cli([...args, "--json"]);
+  assertEquals(first.code, 0, first.stderr);
+  const encodedBefore = await Deno.readFile(join(out, "encoded.rinr"));
+  // As if training had been killed: the model file is missing.
+  await Deno.remove(join(out, "classifier.safetensors"));
+
+  const resumed = await cli([...args, "--resume", "--json"]);
+  assertEquals(resumed.code, 0, resumed.stderr);
+  assertStringIncludes(resumed.stderr, "reusing the finished");
+  const report = JSON.parse(resumed.stdout);
+  assertEquals(report.encode.reused, true);
+  assertEquals(report.compress.reused, true);
+  // The file stores PSNR rounded to 0.01 dB.
+  assert(Math.abs(report.encode.meanPsnr - JSON.parse(first.stdout).encode.meanPsnr) <= 0.005);
+  assertEquals(await Deno.readFile(join(out, "encoded.rinr")), encodedBefore);
+
+  await Deno.remove(join(out, "classifier.safetensors"));
+  const changed = await cli([...args.map((a) => a === "30" ? "31" : a), "--resume"]);
+  assertEquals(changed.code, 2, changed.stderr);
+  assertStringIncludes(changed.stderr, "--iterations is 31");
+  await Deno.remove(dir, { recursive: true });
+});

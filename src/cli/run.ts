@@ -4,7 +4,7 @@ import { join } from "@std/path";
 import type { Command } from "./mod.ts";
 import { UsageError } from "./options.ts";
 import { DATASET_OPTIONS, datasetSpec, ENCODE_OPTIONS, encodeOptions } from "./encode.ts";
-import { compressStage, encodeStage, trainStage } from "./stages.ts";
+import { compressStage, encodeStage, reuseCompressed, reuseEncoded, trainStage } from "./stages.ts";
 import { testSpec, TRAIN_OPTIONS, trainOptions } from "./train.ts";
 
 export const runCommand: Command = {
@@ -32,16 +32,33 @@ export const runCommand: Command = {
     const compressedPath = join(outDir, "compressed.rinr");
     const modelPath = join(outDir, "classifier.safetensors");
 
-    log.info(`[1/3] encode ${dataset}`);
-    const encode = await encodeStage(encodeOptions(dataset, encodedPath, values), log);
-    log.info(`[2/3] compress ${encodedPath}`);
+    // With --resume, a stage whose output is complete is reused, not redone:
+    // a finished .rinr has no checkpoint file beside it.
+    const resume = values.resume === true && values.force !== true;
     const bits = values.bits as number[];
-    const compress = await compressStage({
-      input: encodedPath,
-      output: compressedPath,
-      bits: bits.length === 1 ? bits[0] : bits,
-      overwrite: values.force as boolean,
-    }, log);
+    const bitsOption = bits.length === 1 ? bits[0] : bits;
+    const encodeSettings = encodeOptions(dataset, encodedPath, values);
+    let encode;
+    if (resume && await isFile(encodedPath) && !await isFile(`${encodedPath}.partial`)) {
+      log.info(`[1/3] encode: reusing the finished ${encodedPath} (--resume)`);
+      encode = await reuseEncoded(encodedPath, encodeSettings);
+    } else {
+      log.info(`[1/3] encode ${dataset}`);
+      encode = await encodeStage(encodeSettings, log);
+    }
+    let compress;
+    if (resume && await isFile(compressedPath)) {
+      log.info(`[2/3] compress: reusing the finished ${compressedPath} (--resume)`);
+      compress = await reuseCompressed(compressedPath, encode, bitsOption);
+    } else {
+      log.info(`[2/3] compress ${encodedPath}`);
+      compress = await compressStage({
+        input: encodedPath,
+        output: compressedPath,
+        bits: bitsOption,
+        overwrite: values.force as boolean,
+      }, log);
+    }
     log.info(`[3/3] train from ${values.input === "inr" ? compressedPath : dataset}`);
     const options = trainOptions(values);
     const train = await trainStage({
@@ -54,3 +71,11 @@ export const runCommand: Command = {
     return { encode, compress, train };
   },
 };
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}

@@ -143,6 +143,8 @@ export interface EncodeReport {
   seed: number;
   /** Images skipped as unreadable or corrupt while loading the dataset. */
   skippedImages: number;
+  /** True when `run --resume` reused a finished file; speed figures are then NaN. */
+  reused?: boolean;
 }
 
 /** Fits one SIREN per image of the dataset and writes an fp32 .rinr file. */
@@ -309,6 +311,8 @@ export interface CompressReport {
   meanPsnrBefore: number;
   /** Mean PSNR of the quantized weights against the source images, dB. */
   meanPsnr: number;
+  /** True when `run --resume` reused a finished file. */
+  reused?: boolean;
 }
 
 /** Quantizes the weights of a .rinr file layer by layer and writes a new file. */
@@ -648,4 +652,72 @@ async function openTrainCheckpoint(path: string, fingerprint: TrainFingerprint, 
   const checkpoint = await readTrainCheckpoint(path);
   if (checkpoint) checkTrainFingerprint(checkpoint.fingerprint, fingerprint, path);
   return checkpoint;
+}
+
+// ---------------------------------------------------------------- reuse for run --resume
+
+/**
+ * Returns the report of a finished encode from its .rinr file, after checking
+ * that the file was made with `expected`'s architecture, iterations, learning
+ * rate and seed. Used by `run --resume` to skip a finished stage.
+ */
+export async function reuseEncoded(path: string, expected: EncodeStageOptions): Promise<EncodeReport> {
+  const file = await readRinr(path);
+  const preset = encodePreset(expected.preset);
+  const arch: SirenArch = { ...preset.arch, ...expected.arch };
+  const record = file.encode ?? {};
+  const wanted: Record<string, unknown> = {
+    "--layers": [arch.sineLayers, file.arch.sineLayers],
+    "--width": [arch.width, file.arch.width],
+    "--w0": [arch.w0, file.arch.w0],
+    "--iterations": [expected.iterations ?? preset.iterations, record.iterations],
+    "--lr": [expected.learningRate ?? preset.learningRate, record.learningRate],
+    "--seed": [expected.seed, record.seed],
+  };
+  const differences = Object.entries(wanted)
+    .filter(([, pair]) => (pair as unknown[])[0] !== (pair as unknown[])[1])
+    .map(([name, pair]) => `${name} is ${(pair as unknown[])[0]}, ${path} has ${(pair as unknown[])[1]}`);
+  if (differences.length > 0) {
+    throw new UsageError(`Cannot reuse ${path}: ${differences.join("; ")}. Pass --force to encode again.`);
+  }
+  return {
+    output: path,
+    images: file.labels.length,
+    resolution: file.resolution,
+    arch: file.arch,
+    iterations: record.iterations as number,
+    meanPsnr: mean(file.psnr),
+    minPsnr: Math.min(...file.psnr),
+    imagesPerSecond: NaN,
+    seconds: NaN,
+    seed: record.seed as number,
+    skippedImages: 0,
+    reused: true,
+  };
+}
+
+/** Returns the report of a finished compression from its output file; see `reuseEncoded`. */
+export async function reuseCompressed(path: string, encoded: EncodeReport, bits: number | number[]): Promise<CompressReport> {
+  const file = await readRinr(path);
+  const header = file.header.weights;
+  const layerBits = header.encoding === "uniform" ? header.bits : [];
+  const expectedBits = typeof bits === "number" ? layerBits.map(() => bits) : bits;
+  if (header.encoding !== "uniform" || layerBits.join(",") !== expectedBits.join(",") || file.labels.length !== encoded.images) {
+    throw new UsageError(`Cannot reuse ${path}: it does not hold ${encoded.images} images quantized to --bits ${expectedBits.join(",")}. Pass --force to compress again.`);
+  }
+  const storedBytes = (await Deno.stat(path)).size;
+  const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
+  return {
+    output: path,
+    images: file.labels.length,
+    bitsPerLayer: layerBits,
+    storedBytes,
+    rawBytes,
+    percentOfRaw: (100 * storedBytes) / rawBytes,
+    entropyCoded: file.sections.some((s) => s.tag === "QANS"),
+    residentBytes: NaN,
+    meanPsnrBefore: encoded.meanPsnr,
+    meanPsnr: mean(file.psnr),
+    reused: true,
+  };
 }
