@@ -9,6 +9,7 @@
 // Initial weights come from a generator seeded by (seed, image index), so the
 // result does not depend on the batch size.
 
+import { mix32 } from "./sampling.ts";
 import type { Gpu } from "../gpu/device.ts";
 import {
   type AdamSettings,
@@ -121,14 +122,6 @@ export interface EncodeResult {
 
 /** Default GPU memory budget of one batch, in bytes. */
 export const DEFAULT_MEMORY_BYTES = 2 * 1024 ** 3;
-
-// 32-bit finalizer of MurmurHash3: spreads nearby seeds and indices apart.
-function mix32(value: number): number {
-  let h = value >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 /** Returns a generator of uniform numbers in [0, 1) (mulberry32) for one image. */
 export function imageRandom(options: { seed: number; index: number }): () => number {

@@ -18,7 +18,7 @@ export function augmentationOf(
 }
 
 /** MurmurHash3's 32-bit finalizer, as `mix32` in wgsl/inr_decode.wgsl. */
-function mix32(value: number): number {
+export function mix32(value: number): number {
   let h = value >>> 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b) >>> 0;
