@@ -90,7 +90,8 @@ Deno.test("cli run chains the stages and prints JSON", async () => {
   const report = JSON.parse(result.stdout);
   for (const key of ["meanPsnr", "imagesPerSecond"]) assert(Number.isFinite(report.encode[key]), `encode.${key}`);
   for (const key of ["storedBytes", "rawBytes", "percentOfRaw", "meanPsnr"]) assert(Number.isFinite(report.compress[key]), `compress.${key}`);
-  assert(report.train.testAccuracy >= 0 && report.train.testAccuracy <= 1);
+  assert(report.train.testAccuracy >= 0, `testAccuracy ${report.train.testAccuracy}`);
+  assert(report.train.testAccuracy <= 1, `testAccuracy ${report.train.testAccuracy}`);
   assert(report.train.imagesPerSecond > 0);
   assertEquals(report.train.input, "inr");
   assertStringIncludes(result.stderr, "[3/3] train");

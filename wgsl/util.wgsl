@@ -1,4 +1,5 @@
-// Small utility kernels shared by several stages.
+// Minimal kernels that tests/gpu_kernel_test.ts uses to exercise the kernel
+// runtime (interface parsing, plans, workgroup spill); no stage dispatches them.
 //
 // Bindings (1-D, one invocation per element i of N):
 //   x: array<f32> [N], read

@@ -23,7 +23,10 @@ export const decodeCommand: Command = {
   async execute({ positionals, values }, log) {
     if (positionals.length !== 1) throw new UsageError("decode takes one .rinr file. Run \"rapid-inr decode --help\".");
     if (typeof values.output !== "string") throw new UsageError("Missing --output: the folder to write PNGs into.");
-    const source = typeof values.source === "string" ? values.source : values.psnr ? "" : undefined;
+    // An empty source means "the dataset recorded in the file".
+    let source: string | undefined;
+    if (typeof values.source === "string") source = values.source;
+    else if (values.psnr) source = "";
     return await decodeStage({
       input: positionals[0],
       outputDir: values.output,

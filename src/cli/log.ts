@@ -1,7 +1,7 @@
-// Progress and messages on stderr. Results go to stdout; everything a person
-// watches goes here. On a terminal a progress line redraws in place; when
-// stderr is a file or pipe, a plain line is printed at most every
-// `plainEverySeconds` so logs stay readable.
+// Progress and messages on stderr. Results go to stdout, and everything a
+// person watches goes here. On a terminal a progress line redraws in place.
+// When stderr is a file or pipe, a plain line is printed at most every
+// `plainEverySeconds`, so logs stay readable.
 
 /** How much a command prints on stderr. */
 export type Verbosity = "quiet" | "normal" | "verbose";
@@ -100,7 +100,9 @@ export class Log {
 }
 
 function formatRate(rate: number): string {
-  return rate >= 100 ? rate.toFixed(0) : rate >= 1 ? rate.toFixed(1) : rate.toFixed(3);
+  if (rate >= 100) return rate.toFixed(0);
+  if (rate >= 1) return rate.toFixed(1);
+  return rate.toFixed(3);
 }
 
 /** Formats seconds as "1h02m", "3m05s" or "12s". */

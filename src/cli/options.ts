@@ -201,6 +201,13 @@ function checkNumber(option: OptionSpec, value: number, text: string): number {
   return value;
 }
 
+const VALUE_PLACEHOLDERS: Record<Exclude<OptionSpec["type"], "boolean">, string> = {
+  string: "value",
+  number: "n",
+  integer: "n",
+  list: "a,b,...",
+};
+
 /** Formats the help text of a subcommand. */
 export function formatHelp(spec: CommandSpec): string {
   const lines = [`rapid-inr ${spec.name}: ${spec.summary}`, "", `Usage: ${spec.usage}`, ""];
@@ -211,7 +218,7 @@ export function formatHelp(spec: CommandSpec): string {
   }
   lines.push("Options:");
   for (const o of optionsOf(spec)) {
-    const flag = `--${o.name}${o.type === "boolean" ? "" : ` <${o.type === "list" ? "a,b,..." : o.type === "string" ? "value" : "n"}>`}`;
+    const flag = o.type === "boolean" ? `--${o.name}` : `--${o.name} <${VALUE_PLACEHOLDERS[o.type]}>`;
     const alias = o.alias ? `-${o.alias}, ` : "    ";
     const extra = [o.choices ? `one of ${o.choices.join(", ")}` : "", o.default !== undefined && o.type !== "boolean" ? `default ${o.default}` : ""]
       .filter(Boolean).join("; ");

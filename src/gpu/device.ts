@@ -1,6 +1,6 @@
 // GPU device acquisition and the buffer helpers every stage shares.
 //
-// One `Gpu` owns one WebGPU device. It asks for the adapter's real limits (the
+// One `Gpu` owns one WebGPU device. It requests the adapter's real limits (the
 // WebGPU defaults cap storage bindings at 128 MiB), reports a software adapter
 // once on stderr, turns device loss into a `GpuError`, and tracks every buffer
 // it creates so that `destroy()` releases them: GPU memory is invisible to the

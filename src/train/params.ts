@@ -1,7 +1,7 @@
 // Flat parameter storage for the classifier.
 //
 // All trainable tensors live in one f32 buffer so that one SGD dispatch updates
-// every parameter; gradients and momentum use the same layout in buffers of
+// every parameter. Gradients and momentum use the same layout in buffers of
 // their own. Each tensor starts at a multiple of 64 floats (256 bytes), the
 // portable storage-binding offset alignment, so a kernel can bind one tensor
 // as a buffer range.

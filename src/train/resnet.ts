@@ -3,7 +3,7 @@
 //
 // The network is torchvision's resnet18 with its tensor names, so exported
 // weights map one to one. Inputs of 64 px or less use the CIFAR stem (3x3
-// stride-1 convolution, no max pool); larger inputs use the ImageNet stem
+// stride-1 convolution, no max pool). Larger inputs use the ImageNet stem
 // (7x7 stride-2 convolution and 3x3 stride-2 max pool). `width` scales every
 // stage (64 in the standard network) for machines without a GPU.
 //
