@@ -7,8 +7,9 @@ import {
   quantize,
   readCode,
   resolveLayerBits,
+  zeroCode,
 } from "../src/inr/quantize.ts";
-import { seededRandom } from "./_util.ts";
+import { assertClose, seededRandom } from "./_util.ts";
 
 const arch = { sineLayers: 3, width: 7, w0: 30 };
 
@@ -58,23 +59,32 @@ Deno.test("quantize round trip within half a step", () => {
   }
 });
 
-Deno.test("quantize keeps layer min and max", () => {
+Deno.test("quantize puts zero on every grid and prunes masked weights to zero", () => {
   const weights = initWeights(2, 5);
-  const packed = quantize(arch, weights, 8);
-  const restored = dequantize(packed);
   const q = sirenParamCount(arch);
-  for (const layer of sirenLayers(arch)) {
-    const slice = (a: Float32Array) =>
-      a.slice(q + layer.weightOffset, q + layer.biasOffset + layer.outputs);
-    const original = slice(weights);
-    const decoded = slice(restored);
-    assertEquals(Math.min(...decoded), Math.min(...original));
-    const relative = Math.abs(Math.max(...decoded) - Math.max(...original)) /
-      Math.abs(Math.max(...original));
-    if (relative > 1e-6) {
-      throw new Error(`layer ${layer.index}: max moved by ${relative} (relative)`);
+  const layers = sirenLayers(arch);
+  const random = seededRandom(9);
+  const mask = Uint8Array.from(weights, () => random() < 0.4 ? 0 : 1);
+  for (const bits of [2, 5, 8]) {
+    const packed = quantize(arch, weights, { bits, mask });
+    const restored = dequantize(packed);
+    for (let image = 0; image < 2; image++) {
+      layers.forEach((layer, l) => {
+        const scale = packed.ranges[(image * layers.length + l) * 2];
+        const offset = packed.ranges[(image * layers.length + l) * 2 + 1];
+        const zero = zeroCode(scale, offset, bits);
+        assertEquals(offset + zero * scale, 0, `bits ${bits} image ${image} layer ${l}: zero point`);
+        for (let i = image * q + layer.weightOffset; i < image * q + layer.biasOffset + layer.outputs; i++) {
+          if (mask[i] === 0) {
+            assertEquals(restored[i], 0, `bits ${bits}: pruned weight ${i}`);
+          } else if (!(Math.abs(restored[i] - weights[i]) <= scale / 2 + 1e-7 * Math.abs(weights[i]))) {
+            throw new Error(`bits ${bits}: kept weight ${i} moved by more than half a step`);
+          }
+        }
+      });
     }
   }
+  assertThrows(() => quantize(arch, weights, { mask: new Uint8Array(3) }), RangeError, "pruning mask has 3 entries");
 });
 
 Deno.test("bit packing exact for widths 1 to 16", () => {
@@ -126,9 +136,11 @@ Deno.test("packed layout starts layers on words", () => {
 });
 
 Deno.test("constant layer decodes to its value", () => {
+  // A constant layer spans [0, v], so v is the top of the grid and 0 its bottom.
   const weights = new Float32Array(sirenParamCount(arch)).fill(0.25);
   const restored = dequantize(quantize(arch, weights, 4));
-  assertEquals(restored, weights);
+  assertClose("constant layer", restored, weights, { atol: 0.25 / 15 / 2, rtol: 0 });
+  assertEquals(dequantize(quantize(arch, new Float32Array(sirenParamCount(arch)), 4)), new Float32Array(sirenParamCount(arch)));
 });
 
 Deno.test("packFloat32 keeps bits exactly", () => {

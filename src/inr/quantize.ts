@@ -1,9 +1,19 @@
 // Layer-wise uniform quantization of SIREN weights and the packed code layout.
 //
-// Each layer of each image gets its own range: offset = min and
-// scale = (max - min) / (2^b - 1) over that layer's weights and biases, and
-// every value becomes code = round((v - offset) / scale) in [0, 2^b - 1].
+// Each layer of each image gets its own grid over its weights and biases.
+// The grid always holds zero exactly, so that pruned weights decode to 0:
+// - lo = min(0, kept values), hi = max(0, kept values), where a kept value is
+//   one whose mask entry is 1 (every value when there is no mask);
+// - scale = f32((hi - lo) / (2^b - 1));
+// - the zero point z = round(-lo / scale), and offset = f32(0 - z * scale);
+// - a kept value v becomes code = clamp(round((v - offset) / scale), 0,
+//   2^b - 1), a pruned one becomes z, and a code decodes to offset + code * scale.
+// Putting zero on the grid moves it by at most half a step, so every kept
+// value, the clamped ends of the range included, stays within half a step of
+// its decoded value.
 // A layer stored with b = 32 keeps its raw f32 bit patterns instead.
+// wgsl/siren_quant.wgsl applies the same rule on the GPU during
+// quantization-aware fine-tuning.
 //
 // Packed layout, per image, in u32 words (wgsl/inr_decode.wgsl reads it on
 // the GPU and restates it):
@@ -89,15 +99,27 @@ export function packedLayout(arch: SirenArch, bits: readonly number[]): PackedLa
   return { layerWordOffsets, wordsPerImage: words };
 }
 
+/** Settings of {@linkcode quantize}. */
+export interface QuantizeOptions {
+  /** One bit width for all layers or one per layer: 1..16, or 32 for raw f32. Default 8. */
+  bits?: number | readonly number[];
+  /**
+   * Pruning mask [N][Q]: 0 stores the weight as exactly zero, anything else
+   * keeps it. Default: every weight kept. Ignored in layers stored as f32.
+   */
+  mask?: Uint8Array;
+}
+
 /**
  * Quantizes fp32 weights [N][Q] layer by layer and packs the codes.
- * `bitsPerLayer` is one width for all layers or one per layer (default 8);
- * a width of 32 keeps that layer's raw f32 values.
+ * The third argument is the bit widths (one for all layers or one per layer,
+ * default 8) or a {@linkcode QuantizeOptions}; a width of 32 keeps that
+ * layer's raw f32 values.
  */
 export function quantize(
   arch: SirenArch,
   weights: Float32Array,
-  bitsPerLayer: number | readonly number[] = DEFAULT_BITS,
+  settings: number | readonly number[] | QuantizeOptions = DEFAULT_BITS,
 ): QuantizedInrs {
   const q = sirenParamCount(arch);
   if (weights.length % q !== 0) {
@@ -105,7 +127,16 @@ export function quantize(
       `Weights have ${weights.length} values, not a multiple of Q = ${q} for this SIREN.`,
     );
   }
-  const bits = resolveLayerBits(arch, bitsPerLayer);
+  const options: QuantizeOptions = typeof settings === "number" || Array.isArray(settings)
+    ? { bits: settings as number | readonly number[] }
+    : settings as QuantizeOptions;
+  const mask = options.mask;
+  if (mask && mask.length !== weights.length) {
+    throw new RangeError(
+      `The pruning mask has ${mask.length} entries, but there are ${weights.length} weights.`,
+    );
+  }
+  const bits = resolveLayerBits(arch, options.bits ?? DEFAULT_BITS);
   const layers = sirenLayers(arch);
   const { layerWordOffsets, wordsPerImage } = packedLayout(arch, bits);
   const count = weights.length / q;
@@ -125,8 +156,8 @@ export function quantize(
         continue;
       }
 
-      let min = Infinity;
-      let max = -Infinity;
+      let lo = 0;
+      let hi = 0;
       for (let i = start; i < end; i++) {
         const v = weights[i];
         if (!Number.isFinite(v)) {
@@ -136,25 +167,70 @@ export function quantize(
             } of image ${image} is ${v}, but quantization needs finite weights. Re-encode that image.`,
           );
         }
-        if (v < min) min = v;
-        if (v > max) max = v;
+        if (mask && mask[i] === 0) continue;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
       }
-      const levels = 2 ** bits[l] - 1;
-      // Codes are computed from the stored f32 scale and offset, so the decoder
-      // reproduces exactly the values that the half-step bound refers to.
-      const scale = Math.fround((max - min) / levels);
-      const offset = Math.fround(min);
-      ranges[rangeIndex] = scale;
-      ranges[rangeIndex + 1] = offset;
+      const grid = zeroPointGrid(lo, hi, bits[l]);
+      ranges[rangeIndex] = grid.scale;
+      ranges[rangeIndex + 1] = grid.offset;
       for (let k = 0; k < end - start; k++) {
-        const code = scale > 0
-          ? Math.min(levels, Math.max(0, Math.round((weights[start + k] - offset) / scale)))
-          : 0;
+        const kept = !mask || mask[start + k] !== 0;
+        const code = kept ? gridCode(grid, weights[start + k]) : grid.zero;
         writeCode(codes, firstWord, k * bits[l], bits[l], code);
       }
     }
   }
   return { arch, count, bits, wordsPerImage, layerWordOffsets, codes, ranges };
+}
+
+/** A layer's quantization grid: value = offset + code * scale, with code `zero` decoding to 0. */
+export interface QuantizationGrid {
+  scale: number;
+  offset: number;
+  /** Code of the value 0. */
+  zero: number;
+  /** Largest code, 2^b - 1. */
+  levels: number;
+}
+
+/**
+ * Returns the grid of `bits` bits over [lo, hi], which must contain 0.
+ * The scale is rounded up to 24 - bits significant bits, so that every
+ * code * scale and offset + code * scale is exact in f32: the decoder gets the
+ * same values with or without fused multiply-add, and the zero point decodes
+ * to exactly 0.
+ */
+export function zeroPointGrid(lo: number, hi: number, bits: number): QuantizationGrid {
+  const levels = 2 ** bits - 1;
+  const scale = roundUpMantissa(Math.fround(Math.fround(hi - lo) / levels), bits);
+  if (!(scale > 0)) return { scale: 0, offset: 0, zero: 0, levels };
+  const zero = Math.min(levels, Math.max(0, Math.round(-lo / scale)));
+  return { scale, offset: 0 - zero * scale, zero, levels };
+}
+
+const f32View = new Float32Array(1);
+const u32View = new Uint32Array(f32View.buffer);
+
+// Rounds a positive f32 up to clear its lowest `drop` mantissa bits.
+function roundUpMantissa(value: number, drop: number): number {
+  if (!(value > 0) || !Number.isFinite(value)) return value;
+  f32View[0] = value;
+  const low = (1 << drop) - 1;
+  if ((u32View[0] & low) !== 0) u32View[0] = ((u32View[0] | low) + 1) >>> 0;
+  return f32View[0];
+}
+
+/** Returns the code of `value` on `grid`, clamped to 0..levels. */
+export function gridCode(grid: QuantizationGrid, value: number): number {
+  if (grid.scale === 0) return 0;
+  return Math.min(grid.levels, Math.max(0, Math.round((value - grid.offset) / grid.scale)));
+}
+
+/** Returns the zero point of a layer stored with `scale` and `offset`: the code that decodes to 0. */
+export function zeroCode(scale: number, offset: number, bits: number): number {
+  if (!(scale > 0)) return 0;
+  return Math.min(2 ** bits - 1, Math.max(0, Math.round(-offset / scale)));
 }
 
 /**
