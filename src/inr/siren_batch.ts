@@ -7,9 +7,17 @@
 // counter. The step
 // counter and the learning-rate schedule live on the GPU, so `run(k)` records
 // k iterations into one submit and reads nothing back.
+//
+// With `quantization` set, the batch fine-tunes for compression: Adam updates
+// latent f32 weights, and each iteration first projects them onto the
+// quantization grid and the pruning mask (wgsl/siren_quant.wgsl), so the
+// forward pass sees what the compressed file will decode to. The gradient
+// with respect to the projected weights updates the latent ones unchanged
+// (the straight-through estimator).
 
 import { type Gpu, GpuError } from "../gpu/device.ts";
 import { compileKernel, type Kernel, Plan } from "../gpu/kernel.ts";
+import { resolveLayerBits } from "./quantize.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "./siren.ts";
 
 /** Widest SIREN layer the kernels support (register arrays in wgsl/siren.wgsl). */
@@ -71,6 +79,11 @@ export interface SirenFitSettings {
   learningRate: number;
   adam?: Partial<AdamSettings>;
   tuning?: Partial<SirenTuning>;
+  /**
+   * Quantization-aware fitting with these bit widths, one per layer (1..16,
+   * or 32 for a layer kept in f32). Default: plain f32 fitting.
+   */
+  quantization?: { bits: readonly number[] };
 }
 
 /** Bytes of GPU memory per image, per buffer, for a fitting batch. */
@@ -85,7 +98,7 @@ export interface SirenImageBytes {
 
 /** Returns the per-image GPU memory of a fitting batch. */
 export function sirenImageBytes(
-  settings: { arch: SirenArch; side: number; tuning?: Partial<SirenTuning> },
+  settings: { arch: SirenArch; side: number; tuning?: Partial<SirenTuning>; quantization?: unknown },
 ): SirenImageBytes {
   const pixels = settings.side * settings.side;
   const paddedPixels = 4 * Math.ceil(pixels / 4);
@@ -96,7 +109,8 @@ export function sirenImageBytes(
   const delta = (rows + 3) * paddedPixels * 4;
   // Also per image: target and sqerr per pixel, then theta, best, m, v and the
   // gradient partials per parameter, then the score.
-  const small = (pixels + paddedPixels) * 4 + (4 + chunks) * q * 4 + 8;
+  // Quantization-aware fitting adds the latent weights and the mask.
+  const small = (pixels + paddedPixels) * 4 + (4 + chunks + (settings.quantization ? 2 : 0)) * q * 4 + 8;
   return { act, delta, total: act + delta + small };
 }
 
@@ -107,7 +121,13 @@ export function sirenImageBytes(
  */
 export function maxBatchImages(
   gpu: Gpu,
-  settings: { arch: SirenArch; side: number; memoryBytes: number; tuning?: Partial<SirenTuning> },
+  settings: {
+    arch: SirenArch;
+    side: number;
+    memoryBytes: number;
+    tuning?: Partial<SirenTuning>;
+    quantization?: unknown;
+  },
 ): number {
   const limits = gpu.device.limits;
   const maxBinding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
@@ -195,12 +215,14 @@ interface SirenKernels {
   scoreBest: Kernel;
   adam: Kernel;
   advance: Kernel;
+  project?: Kernel;
 }
 
 async function compileSirenKernels(
   gpu: Gpu,
   arch: SirenArch,
   tuning: SirenTuning,
+  quantized: boolean,
 ): Promise<SirenKernels> {
   const shape = { SINE_LAYERS: arch.sineLayers, WIDTH: arch.width };
   const pixel = { ...shape, W0: arch.w0, WG: tuning.pixelWorkgroup };
@@ -258,7 +280,16 @@ async function compileSirenKernels(
       workgroup: [],
     }),
   ]);
-  return { forwardBackward, render, weightGrad, scoreBest, adam, advance };
+  const project = quantized
+    ? await compileKernel(gpu, {
+      name: "siren_quant.project",
+      file: "siren_quant.wgsl",
+      entry: "project",
+      bindings: ["params", "layers", "mask", "latent", "theta"],
+      workgroup: ["WG"],
+    })
+    : undefined;
+  return { forwardBackward, render, weightGrad, scoreBest, adam, advance, project };
 }
 
 /** PSNR per image in dB, read from the GPU. */
@@ -283,6 +314,8 @@ export class SirenFitBatch {
   readonly paramCount: number;
   /** Pixel chunks per image in the gradient reduction. */
   readonly chunks: number;
+  /** Bit widths of quantization-aware fitting, or undefined for plain f32 fitting. */
+  readonly quantizationBits: readonly number[] | undefined;
   #kernels: SirenKernels;
   #tuning: SirenTuning;
   #adam: AdamSettings;
@@ -309,6 +342,7 @@ export class SirenFitBatch {
     this.#kernels = kernels;
     this.#tuning = tuning;
     this.#adam = { ...ADAM_DEFAULTS, ...settings.adam };
+    this.quantizationBits = settings.quantization ? [...settings.quantization.bits] : undefined;
     const pixels = settings.side * settings.side;
     this.chunks = gradientChunks(pixels, tuning);
 
@@ -346,6 +380,18 @@ export class SirenFitBatch {
         "siren schedule",
         adamSchedule({ ...settings, adam: this.#adam }),
       );
+      if (this.quantizationBits) {
+        // theta holds the projected weights the forward pass reads; latent the ones Adam updates.
+        buffers.latent = gpu.buffer(n * q * 4, "siren latent theta");
+        buffers.mask = gpu.buffer(n * q * 4, "siren pruning mask");
+        const layers = sirenLayers(settings.arch).flatMap((layer, l) => [
+          layer.weightOffset,
+          layer.outputs * (layer.inputs + 1),
+          this.quantizationBits![l],
+          0,
+        ]);
+        buffers.quantLayers = gpu.buffer(layers.length * 4, "siren quantization layers", new Uint32Array(layers));
+      }
     } catch (error) {
       for (const buffer of Object.values(buffers)) gpu.release(buffer);
       throw error;
@@ -402,7 +448,8 @@ export class SirenFitBatch {
           "Raise tuning.pixelWorkgroup or use smaller images.",
       );
     }
-    const kernels = await compileSirenKernels(gpu, arch, tuning);
+    if (settings.quantization) resolveLayerBits(arch, settings.quantization.bits);
+    const kernels = await compileSirenKernels(gpu, arch, tuning, settings.quantization !== undefined);
     return new SirenFitBatch(gpu, settings, kernels, tuning);
   }
 
@@ -419,8 +466,10 @@ export class SirenFitBatch {
   /**
    * Loads images (u8 RGB, [count][R][R][3]) and their initial weights
    * ([count][Q]), and resets the moments, the best PSNR and the step counter.
+   * `mask` ([count][Q], 0 prunes) applies to quantization-aware fitting only;
+   * by default every weight is kept.
    */
-  load(input: { images: Uint8Array; weights: Float32Array }): void {
+  load(input: { images: Uint8Array; weights: Float32Array; mask?: Uint8Array }): void {
     const pixels = this.side * this.side;
     const count = input.weights.length / this.paramCount;
     if (!Number.isInteger(count) || count < 1 || count > this.capacity) {
@@ -442,11 +491,25 @@ export class SirenFitBatch {
       packed[i] = rgb[3 * i] | (rgb[3 * i + 1] << 8) | (rgb[3 * i + 2] << 16);
     }
 
+    if (input.mask && (!this.quantizationBits || input.mask.length !== input.weights.length)) {
+      throw new RangeError(
+        this.quantizationBits
+          ? `The pruning mask has ${input.mask.length} entries; expected one per weight, ${input.weights.length}.`
+          : "A pruning mask needs a batch created with quantization settings.",
+      );
+    }
+
     const b = this.#buffers;
     const gpu = this.gpu;
     gpu.write(b.target, packed);
     gpu.write(b.theta, input.weights);
     gpu.write(b.bestTheta, input.weights);
+    if (this.quantizationBits) {
+      gpu.write(b.latent, input.weights);
+      const mask = new Uint32Array(input.weights.length).fill(1);
+      if (input.mask) mask.set(input.mask);
+      gpu.write(b.mask, mask);
+    }
     const zeros = new Float32Array(count * this.paramCount);
     gpu.write(b.moment1, zeros);
     gpu.write(b.moment2, zeros);
@@ -495,8 +558,20 @@ export class SirenFitBatch {
     return this.gpu.readF32(this.#buffers.bestTheta, this.#count * this.paramCount);
   }
 
-  /** Returns the current weights, [count][Q]. */
+  /**
+   * Returns the current weights, [count][Q]: the latent weights when fitting
+   * is quantization-aware.
+   */
   readWeights(): Promise<Float32Array> {
+    this.#requireLoaded();
+    return this.gpu.readF32(this.#latentBuffer(), this.#count * this.paramCount);
+  }
+
+  /**
+   * Returns the weights the forward pass saw last, [count][Q]: after quantization-aware
+   * fitting, the latent weights projected onto the grid and the mask.
+   */
+  readProjectedWeights(): Promise<Float32Array> {
     this.#requireLoaded();
     return this.gpu.readF32(this.#buffers.theta, this.#count * this.paramCount);
   }
@@ -528,6 +603,7 @@ export class SirenFitBatch {
     const rgb = this.gpu.buffer(this.#count * pixels * 3 * 4, "siren rgb");
     const plan = new Plan(this.gpu, "siren render");
     try {
+      this.#addProjection(plan);
       plan.add(
         this.#kernels.render,
         { theta: this.#buffers.theta, rgb },
@@ -562,6 +638,25 @@ export class SirenFitBatch {
     this.#gradientPlan = undefined;
   }
 
+  // The weights Adam updates and the best-weight copy reads.
+  #latentBuffer(): GPUBuffer {
+    return this.#buffers.latent ?? this.#buffers.theta;
+  }
+
+  // Records the projection of the latent weights into theta, if fitting is quantization-aware.
+  #addProjection(plan: Plan): void {
+    const project = this.#kernels.project;
+    if (!project) return;
+    const b = this.#buffers;
+    const layerCount = sirenLayers(this.arch).length;
+    plan.add(
+      project,
+      { layers: b.quantLayers, mask: b.mask, latent: b.latent, theta: b.theta },
+      { images: this.#count, param_count: this.paramCount },
+      [layerCount * project.workgroupSize[0], this.#count],
+    );
+  }
+
   #buildPlan(label: string, update: boolean): Plan {
     const k = this.#kernels;
     const b = this.#buffers;
@@ -571,6 +666,7 @@ export class SirenFitBatch {
     const plan = new Plan(this.gpu, label);
     this.#plans.push(plan);
 
+    this.#addProjection(plan);
     plan.add(
       k.forwardBackward,
       { theta: b.theta, target_rgba: b.target, act: b.act, delta: b.delta, sqerr: b.sqerr },
@@ -602,14 +698,14 @@ export class SirenFitBatch {
     };
     plan.add(
       k.scoreBest,
-      { sqerr: b.sqerr, score: b.score, theta: b.theta, best_theta: b.bestTheta },
+      { sqerr: b.sqerr, score: b.score, theta: this.#latentBuffer(), best_theta: b.bestTheta },
       fitParams,
       [k.scoreBest.workgroupSize[0], n],
     );
     plan.add(
       k.adam,
       {
-        theta: b.theta,
+        theta: this.#latentBuffer(),
         grad_part: b.gradPart,
         moment1: b.moment1,
         moment2: b.moment2,
