@@ -11,7 +11,7 @@ import {
   type RinrDataset,
   summarizeRinrFile,
 } from "../src/format/mod.ts";
-import { quantize, type QuantizedInrs } from "../src/inr/quantize.ts";
+import { quantize, type QuantizedInrs, readCode } from "../src/inr/quantize.ts";
 import { sirenParamCount } from "../src/inr/siren.ts";
 import { seededRandom } from "./_util.ts";
 import { spawnCli, writeStripes } from "./_cli.ts";
@@ -173,6 +173,31 @@ Deno.test("QANS round trip of quantized weights", () => {
   }
   const empty = laplaceQuantized(0, 8, 7);
   assertEquals(decodeQans(encodeQans(empty), empty), empty.codes);
+});
+
+Deno.test("QANS centres pruned codes on each image's zero point", () => {
+  const arch = { sineLayers: 2, width: 6, w0: 30 };
+  const random = seededRandom(21);
+  const count = 30;
+  // Ranges differ per image, so zero sits at a different code in each; half the weights are pruned.
+  const values = laplace(count * sirenParamCount(arch), 0.05, random);
+  values.forEach((v, i) => values[i] = v + (Math.floor(i / sirenParamCount(arch)) % 5) * 0.02);
+  const mask = Uint8Array.from(values, () => random() < 0.5 ? 0 : 1);
+  const weights = quantize(arch, values, { bits: 7, mask });
+  const payload = encodeQans(weights);
+  const view = new DataView(payload.buffer, payload.byteOffset);
+  assertEquals(view.getUint32(4, true), 2, "layer 0 uses centred rANS");
+  assertEquals(decodeQans(payload, weights), weights.codes);
+  const uncentred = encodeRans(
+    Uint16Array.from({ length: count * 18 }, (_, k) => {
+      const image = Math.floor(k / 18);
+      return readCode(weights.codes, image * weights.wordsPerImage, (k % 18) * 7, 7);
+    }),
+    { bits: 7 },
+  );
+  assert(view.getUint32(8, true) < uncentred.byteLength, "centring makes layer 0 smaller");
+  const { ranges: _, ...withoutRanges } = weights;
+  assertThrows(() => decodeQans(payload, withoutRanges), FormatError, "no ranges");
 });
 
 Deno.test("QANS damage names the layer", () => {

@@ -10,17 +10,23 @@
 //       make the layer smaller.
 //     method 1 (rANS): one rANS block over the layer's codes of all images,
 //       image-major, then in the value order of the packed layout.
+//     method 2 (centred rANS): as method 1, but each code is first shifted
+//       by the zero point of its image and layer: symbol = (code - z) mod 2^b,
+//       with z = round(-offset / scale) from section QRNG. Every image's
+//       zero then becomes symbol 0, so one table fits the pruned weights and
+//       the peak of the weight distribution in every image.
 // One frequency table per layer serves all images, because a layer's codes
 // share one distribution across images (per-image ranges already remove
 // the scale).
 
-import { FLOAT_BITS, type QuantizedInrs, readCode } from "../inr/quantize.ts";
+import { FLOAT_BITS, type QuantizedInrs, readCode, zeroCode } from "../inr/quantize.ts";
 import { type SirenArch, sirenLayers } from "../inr/siren.ts";
 import { decodeRans, encodeRans } from "./rans.ts";
 import { FormatError } from "./rinr.ts";
 
 const METHOD_PACKED = 0;
 const METHOD_RANS = 1;
+const METHOD_CENTRED = 2;
 const MAX_BLOCK_BYTES = 2 ** 32 - 1;
 
 /** Layout of the packed codes that a QANS payload decodes to. */
@@ -32,6 +38,8 @@ export interface QansLayout {
   bits: readonly number[];
   wordsPerImage: number;
   layerWordOffsets: readonly number[];
+  /** (scale, offset) per image and layer, f32 [N][L][2]; needed by centred layers (method 2). */
+  ranges?: Float32Array;
   /** File name for error messages. Default: "QANS payload". */
   file?: string;
 }
@@ -46,10 +54,17 @@ export function encodeQans(weights: QuantizedInrs): Uint8Array {
     let method = METHOD_PACKED;
     let block = new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength);
     if (weights.bits[l] !== FLOAT_BITS) {
-      const coded = encodeRans(layerCodes(weights, l, valueCount), { bits: weights.bits[l] });
+      const codes = layerCodes(weights, l, valueCount);
+      const coded = encodeRans(codes, { bits: weights.bits[l] });
       if (coded.byteLength < block.byteLength) {
         method = METHOD_RANS;
         block = coded;
+      }
+      shiftByZeroPoints(codes, { ranges: weights.ranges, layer: l, layers: layers.length, bits: weights.bits[l], sign: -1 });
+      const centred = encodeRans(codes, { bits: weights.bits[l] });
+      if (centred.byteLength < block.byteLength) {
+        method = METHOD_CENTRED;
+        block = centred;
       }
     }
     if (block.byteLength > MAX_BLOCK_BYTES) {
@@ -121,7 +136,7 @@ export function decodeQans(bytes: Uint8Array, layout: QansLayout): Uint32Array {
           codes[first + w] = blockView.getUint32((image * layerWordCount + w) * 4, true);
         }
       }
-    } else if (method === METHOD_RANS) {
+    } else if (method === METHOD_RANS || method === METHOD_CENTRED) {
       const bits = layout.bits[l];
       if (bits === FLOAT_BITS) {
         fail(
@@ -135,6 +150,10 @@ export function decodeQans(bytes: Uint8Array, layout: QansLayout): Uint32Array {
         file,
         field: `section QANS ${where}`,
       });
+      if (method === METHOD_CENTRED) {
+        if (!layout.ranges) fail(`${where} method`, "is centred rANS, but no ranges were given to find the zero points.");
+        shiftByZeroPoints(symbols, { ranges: layout.ranges!, layer: l, layers: layers.length, bits, sign: 1 });
+      }
       for (let image = 0; image < layout.count; image++) {
         const first = image * layout.wordsPerImage + layout.layerWordOffsets[l];
         for (let k = 0; k < valueCount; k++) {
@@ -142,7 +161,7 @@ export function decodeQans(bytes: Uint8Array, layout: QansLayout): Uint32Array {
         }
       }
     } else {
-      fail(`${where} method`, `is ${method}, but only 0 (packed) and 1 (rANS) exist.`);
+      fail(`${where} method`, `is ${method}, but only 0 (packed), 1 (rANS) and 2 (centred rANS) exist.`);
     }
   }
   if (position !== bytes.byteLength) {
@@ -186,6 +205,26 @@ function layerCodes(weights: QuantizedInrs, l: number, valueCount: number): Uint
     }
   }
   return out;
+}
+
+/**
+ * Adds (sign 1) or subtracts (sign -1) each image's zero point of layer
+ * `layer` to or from its codes, [N][values] image-major, modulo 2^bits.
+ */
+function shiftByZeroPoints(
+  codes: Uint16Array,
+  options: { ranges: Float32Array; layer: number; layers: number; bits: number; sign: 1 | -1 },
+): void {
+  const count = options.ranges.length / (2 * options.layers);
+  const valueCount = codes.length / count;
+  const modulus = 2 ** options.bits;
+  for (let image = 0; image < count; image++) {
+    const range = 2 * (image * options.layers + options.layer);
+    const zero = zeroCode(options.ranges[range], options.ranges[range + 1], options.bits);
+    for (let k = image * valueCount; k < (image + 1) * valueCount; k++) {
+      codes[k] = (codes[k] + options.sign * zero + modulus) % modulus;
+    }
+  }
 }
 
 /** Writes a code into zeroed words in the packed layout of src/inr/quantize.ts, lowest bit first. */

@@ -336,6 +336,7 @@ function readWeights(
       bits,
       wordsPerImage,
       layerWordOffsets,
+      ranges,
       file: fileName,
     });
   } else {
