@@ -1,0 +1,41 @@
+// Rate-distortion reports: codec reference points, curves and report files.
+
+export {
+  CODEC_LABELS,
+  CODEC_NAMES,
+  type CodecCache,
+  codecCurves,
+  type CodecMeasurement,
+  type CodecName,
+  type CodecPoint,
+  type CodecSetting,
+  codecSweep,
+  type CodecSweepOptions,
+  createCodecCache,
+  decodeEncoded,
+  encodeImage,
+  matchRates,
+  type MatchRatesOptions,
+  measureCodec,
+  QUALITY_RANGE,
+} from "./codecs.ts";
+export { type RdPlotOptions, renderRdPlot } from "./plot.ts";
+export {
+  COIN_KODAK,
+  compareCurves,
+  type CurveComparison,
+  type CurveMargin,
+  type ImageRd,
+  percentile,
+  psnr,
+  type RdCurve,
+  type RdPoint,
+  type RdReportJson,
+  type RdReportOptions,
+  type RdReportPaths,
+  rdReportPaths,
+  type RdSummary,
+  renderRdMarkdown,
+  summarizeImages,
+  writeRdReport,
+} from "./rd.ts";
