@@ -7,14 +7,17 @@
 // Every iteration scores the weights its forward pass used, before the Adam
 // step changes them, so the weights after the last step are never scored.
 // Initial weights come from a generator seeded by (seed, image index), so the
-// result does not depend on the batch size.
+// result does not depend on the batch size. That is why a batch that does not
+// fit GPU memory can be halved without changing the result.
 
 import { mix32 } from "./sampling.ts";
-import type { Gpu } from "../gpu/device.ts";
+import { type Gpu, GpuDeviceLostError, GpuOutOfMemoryError } from "../gpu/device.ts";
 import {
   type AdamSettings,
   maxBatchImages,
   SirenFitBatch,
+  type SirenFitSettings,
+  sirenImageBytes,
   type SirenTuning,
 } from "./siren_batch.ts";
 import { type SirenArch, sirenInit, sirenParamCount } from "./siren.ts";
@@ -57,6 +60,8 @@ export interface EncodeOptions {
   /**
    * Images fitted together. Default: the fewest batches that fit the
    * adapter's storage binding limit and `memoryBytes`, with equal sizes.
+   * When the device runs out of memory allocating the batch, it is halved
+   * until it fits; `onWarning` reports that once.
    */
   batchSize?: number;
   /**
@@ -81,11 +86,13 @@ export interface EncodeOptions {
    * for the returned promise, so a checkpoint written here is complete.
    */
   onBatch?: (batch: EncodeBatchDone) => void | Promise<void>;
+  /** Receives one line when the batch was halved to fit GPU memory. Default: none. */
+  onWarning?: (message: string) => void;
 }
 
 /** Finished images that {@linkcode encodeImages} continues from. */
 export interface EncodeResume {
-  /** Images finished, a multiple of the batch size (or all images). */
+  /** Images finished, from 0 to the image count. */
   imagesDone: number;
   /** Best weights of those images, [imagesDone][Q]. */
   weights: Float32Array;
@@ -152,17 +159,17 @@ function requirePositiveInteger(name: string, value: number): void {
 // Copies the finished images of an earlier run and returns the first image to fit.
 function applyResume(
   resume: EncodeResume | undefined,
-  target: { count: number; q: number; batchSize: number; weights: Float32Array; psnr: Float32Array },
+  target: { count: number; q: number; weights: Float32Array; psnr: Float32Array },
 ): number {
   if (!resume) return 0;
-  const { count, q, batchSize } = target;
+  const { count, q } = target;
   const done = resume.imagesDone;
-  // A resumed batch must start where the uninterrupted run's batch started,
-  // or the batches differ from that run's.
-  if (!Number.isInteger(done) || done < 0 || done > count || (done % batchSize !== 0 && done !== count)) {
-    throw new RangeError(
-      `resume.imagesDone must be a multiple of the batch size ${batchSize} between 0 and ${count}, got ${done}.`,
-    );
+  // Any count of finished images will do: each image is fitted on its own, so
+  // where the batches start does not change the result. A run whose batch was
+  // halved to fit memory saves checkpoints that need not be multiples of the
+  // new size.
+  if (!Number.isInteger(done) || done < 0 || done > count) {
+    throw new RangeError(`resume.imagesDone must be an integer between 0 and ${count}, got ${done}.`);
   }
   if (resume.weights.length !== done * q || resume.psnr.length !== done) {
     throw new RangeError(
@@ -229,19 +236,25 @@ export async function encodeImages(
   const q = sirenParamCount(arch);
   const weights = new Float32Array(count * q);
   const psnr = new Float32Array(count);
-  const firstImage = applyResume(options.resume, { count, q, batchSize, weights, psnr });
-  const batch = await SirenFitBatch.create(gpu, {
-    arch,
-    side,
-    capacity: batchSize,
-    iterations,
-    learningRate,
-    adam: options.adam,
-    tuning: options.tuning,
+  const firstImage = applyResume(options.resume, { count, q, weights, psnr });
+  const batch = await allocateFitBatch(gpu, {
+    settings: {
+      arch,
+      side,
+      capacity: batchSize,
+      iterations,
+      learningRate,
+      adam: options.adam,
+      tuning: options.tuning,
+    },
+    onWarning: options.onWarning,
   });
+  batchSize = batch.capacity;
+  let running = "";
   try {
     for (let batchStart = firstImage; batchStart < count; batchStart += batchSize) {
       const batchImages = Math.min(batchSize, count - batchStart);
+      running = `while fitting images ${batchStart + 1}-${batchStart + batchImages} of ${count}`;
       const initial = new Float32Array(batchImages * q);
       for (let i = 0; i < batchImages; i++) {
         initial.set(initialWeights(arch, { seed, index: batchStart + i }), i * q);
@@ -282,6 +295,8 @@ export async function encodeImages(
         psnr,
       });
     }
+  } catch (error) {
+    throw error instanceof GpuDeviceLostError ? error.during(running) : error;
   } finally {
     batch.destroy();
   }
@@ -289,4 +304,50 @@ export async function encodeImages(
   const seconds = (performance.now() - started) / 1000;
   const imagesPerSecond = (count - firstImage) / seconds;
   return { weights, psnr, arch, iterations, batchSize, seconds, imagesPerSecond };
+}
+
+// Allocates the buffers of a fitting batch, halving the batch while the device
+// runs out of memory. Throws a `GpuOutOfMemoryError` when one image does not fit.
+async function allocateFitBatch(
+  gpu: Gpu,
+  request: { settings: SirenFitSettings; onWarning?: (message: string) => void },
+): Promise<SirenFitBatch> {
+  const { settings } = request;
+  let capacity = settings.capacity;
+  for (;;) {
+    try {
+      const batch = await gpu.allocate(
+        `a batch of ${capacity} image${capacity === 1 ? "" : "s"}`,
+        () => SirenFitBatch.create(gpu, { ...settings, capacity }),
+      );
+      if (capacity < settings.capacity) {
+        request.onWarning?.(
+          `GPU out of memory for a batch of ${settings.capacity} images; encoding in batches of ${capacity} instead.`,
+        );
+      }
+      return batch;
+    } catch (error) {
+      if (!(error instanceof GpuOutOfMemoryError)) throw error;
+      if (capacity === 1) throw oneImageDoesNotFit(settings, error);
+      capacity = Math.ceil(capacity / 2);
+    }
+  }
+}
+
+function oneImageDoesNotFit(settings: SirenFitSettings, error: GpuOutOfMemoryError): GpuOutOfMemoryError {
+  const { side, arch } = settings;
+  // The step schedule (8 bytes per iteration) is shared by the batch but still needed for one image.
+  const bytes = sirenImageBytes(settings).total + settings.iterations * 8;
+  return new GpuOutOfMemoryError(`one image, the smallest batch`, {
+    detail: `${error.detail}. One ${side}x${side} image with ${arch.sineLayers} sine layers of width ` +
+      `${arch.width} needs about ${bytes} bytes (${formatBytes(bytes)}) of GPU memory. ` +
+      "Free GPU memory that other programs hold, or use a smaller image side or fewer or narrower layers",
+    bytes,
+  });
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
 }
