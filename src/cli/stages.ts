@@ -6,7 +6,7 @@ import { basename, join, resolve } from "@std/path";
 import { type Dataset, DataError, detectDatasetKind, encodePng, loadDataset } from "../data/mod.ts";
 import { encodeQans } from "../format/entropy.ts";
 import { encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
-import { Gpu } from "../gpu/device.ts";
+import { Gpu, GpuDeviceLostError } from "../gpu/device.ts";
 import { InrDecoder } from "../inr/decode.ts";
 import { encodeImages } from "../inr/encode.ts";
 import { encodePreset } from "../inr/presets.ts";
@@ -161,6 +161,8 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
   const resume = await loadResume(checkpoint, job, options, log);
   log.info(`Encoding with ${arch.sineLayers} sine layers of width ${arch.width}, ${iterations} iterations, learning rate ${learningRate}, seed ${options.seed}.`);
 
+  let saved = resume?.imagesDone ?? 0;
+  let savedBatchSize = resume?.batchSize;
   const result = await withGpu(log, (gpu) =>
     encodeImages(gpu, { images: dataset.images, count: dataset.labels.length, side: dataset.side }, {
       preset: preset.name,
@@ -171,25 +173,40 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
       seed: options.seed,
       progressEvery: options.progressEvery,
       resume,
-      onBatch: (batch) =>
-        writeEncodeCheckpoint(checkpoint, {
+      onBatch: async (batch) => {
+        await writeEncodeCheckpoint(checkpoint, {
           job,
           batchSize: batch.batchSize,
           imagesDone: batch.imagesDone,
           weights: batch.weights.subarray(0, batch.imagesDone * (batch.weights.length / batch.imageCount)),
           psnr: batch.psnr.subarray(0, batch.imagesDone),
-        }),
+        });
+        saved = batch.imagesDone;
+        savedBatchSize = batch.batchSize;
+      },
+      onWarning: (message) => log.warn(message),
       onProgress: (p) => {
         log.progress("encode", {
-          done: p.batchStart * iterations + p.iteration * p.batchImages,
-          total: p.imageCount * iterations,
+          done: p.imagesDone,
+          total: p.imageCount,
+          fraction: (p.batchStart * iterations + p.iteration * p.batchImages) / (p.imageCount * iterations),
+          doneBefore: resume?.imagesDone ?? 0,
           startedAt: performance.now() - p.seconds * 1000,
-          unit: "image-iterations",
+          unit: "images",
           status: `batch mean PSNR ${p.meanPsnr.toFixed(2)} dB`,
         });
       },
     })
-  );
+  ).catch((error) => {
+    if (!(error instanceof GpuDeviceLostError)) throw error;
+    if (saved === 0) throw error.withNote("No batch had finished, so nothing was saved; run the same command again.");
+    // A batch halved to fit memory is recorded in the checkpoint, and a resume must ask for that size.
+    const halved = options.batchSize !== undefined && savedBatchSize !== options.batchSize;
+    throw error.withNote(
+      `${saved} of ${dataset.labels.length} images are saved in ${checkpoint}; run the same command with ` +
+        `--resume${halved ? ` and --encode-batch ${savedBatchSize}` : ""} to continue.`,
+    );
+  });
 
   await writeRinr(options.output, {
     arch,
