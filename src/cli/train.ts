@@ -4,9 +4,18 @@ import type { Command } from "./mod.ts";
 import type { OptionSpec, OptionValues } from "./options.ts";
 import { UsageError } from "./options.ts";
 import { datasetSpec, DATASET_OPTIONS } from "./encode.ts";
-import { type DatasetSpec, DEFAULT_CHECKPOINT, defaultTestSplit, trainStage, type TrainStageOptions } from "./stages.ts";
+import {
+  type DatasetSpec,
+  DEFAULT_CHECKPOINT,
+  defaultCheckpointPath,
+  defaultTestSplit,
+  trainStage,
+  type TrainStageOptions,
+} from "./stages.ts";
 import type { InputKind } from "../train/trainer.ts";
+import { readTrainCheckpoint } from "../train/checkpoint.ts";
 import { readRinr } from "../format/mod.ts";
+import { GpuDeviceLostError } from "../gpu/device.ts";
 
 /** Training options shared by train and run. */
 export const TRAIN_OPTIONS: OptionSpec[] = [
@@ -87,13 +96,38 @@ export const trainCommand: Command = {
       if (!values.test && !file.source) throw new UsageError(`${data} records no source dataset. Pass --test with the dataset holding the test split.`);
       trainPath = file.source ?? "";
     }
-    return await trainStage({
-      ...options,
-      rinr: options.input === "inr" ? data : undefined,
-      dataset: options.input === "inr" ? undefined : datasetSpec(data, values),
-      test: await testSpec(values, trainPath),
-      output: values.output as string | undefined,
-      checkpoint: values.checkpoint as string | undefined,
-    }, log);
+    const output = values.output as string | undefined;
+    const checkpoint = (values.checkpoint as string | undefined) ?? defaultCheckpointPath(output);
+    try {
+      return await trainStage({
+        ...options,
+        rinr: options.input === "inr" ? data : undefined,
+        dataset: options.input === "inr" ? undefined : datasetSpec(data, values),
+        test: await testSpec(values, trainPath),
+        output,
+        checkpoint,
+      }, log);
+    } catch (error) {
+      if (!(error instanceof GpuDeviceLostError)) throw error;
+      throw error.withNote(await savedEpochsNote(checkpoint));
+    }
   },
 };
+
+/**
+ * Returns the sentence that names what a lost device left in the training
+ * checkpoint `path` and how to continue from it.
+ */
+export async function savedEpochsNote(path: string): Promise<string> {
+  // The checkpoint is rewritten after each epoch and removed only after a
+  // finished run, so its current contents are what survives.
+  const resume = "run the same command with --resume to continue.";
+  let epochs: number;
+  try {
+    epochs = (await readTrainCheckpoint(path))?.records.length ?? 0;
+  } catch (error) {
+    return `Reading the checkpoint ${path} failed (${(error as Error).message}); if it is intact, ${resume}`;
+  }
+  if (epochs === 0) return "No epoch had finished, so nothing was saved; run the same command again.";
+  return `The first ${epochs} epoch${epochs === 1 ? " is" : "s are"} saved in ${path}; ${resume}`;
+}

@@ -10,7 +10,7 @@
 // read back every `statsEvery` steps; test accuracy on original images once
 // per epoch.
 
-import { type Gpu, GpuError } from "../gpu/device.ts";
+import { type Gpu, GpuDeviceLostError, GpuError, GpuOutOfMemoryError } from "../gpu/device.ts";
 import { Plan } from "../gpu/kernel.ts";
 import { decodeImage, resizeToSquare } from "../data/mod.ts";
 import { type DecoderSource, InrDecoder } from "../inr/decode.ts";
@@ -144,13 +144,27 @@ export async function train(
   };
   const statsEvery = options.statsEvery ?? 10;
 
-  const net = await ResNet18.create(gpu, {
-    classes: data.classes,
-    inputSize: size,
-    width: options.width,
-    batch,
-    momentum: options.momentum ?? 0.9,
-    weightDecay: options.weightDecay ?? 5e-4,
+  // NOTE: unlike encode, training does not halve a batch that runs out of GPU
+  // memory: the batch size changes batch-norm statistics and the SGD steps,
+  // so a smaller batch would train a different network than the one requested.
+  // An allocation that fails is reported with the sizes to lower instead.
+  const net = await gpu.allocate(
+    `a ResNet-18 of width ${options.width} for batches of ${batch} images`,
+    () =>
+      ResNet18.create(gpu, {
+        classes: data.classes,
+        inputSize: size,
+        width: options.width,
+        batch,
+        momentum: options.momentum ?? 0.9,
+        weightDecay: options.weightDecay ?? 5e-4,
+      }),
+  ).catch((error) => {
+    if (!(error instanceof GpuOutOfMemoryError)) throw error;
+    throw new GpuOutOfMemoryError(`a ResNet-18 of width ${options.width} for batches of ${batch} images`, {
+      detail: `${error.detail}. Use a smaller --batch or --resnet-width`,
+      bytes: error.bytes,
+    });
   });
   const random = mulberry32(options.seed);
   net.initialize(random);
@@ -163,6 +177,8 @@ export async function train(
   }
   records.push(...(options.resume?.records ?? []));
 
+  // Set per epoch, so that a lost device names the epoch it interrupted.
+  let running = "while preparing training";
   const indices = gpu.buffer(count * 4, "epoch permutation");
   const testImages = await RawImages.create(gpu, { images: test.images, labels: test.labels, resolution: test.resolution });
   const cleanup: (() => void)[] = [() => gpu.release(indices), () => testImages.destroy()];
@@ -194,6 +210,7 @@ export async function train(
 
     const totalSteps = stepsPerEpoch * options.epochs;
     for (let epoch = records.length; epoch < options.epochs; epoch++) {
+      running = `during epoch ${epoch + 1} of ${options.epochs}`;
       const order = permutation(count, random);
       gpu.write(indices, order);
       resetLossStats(gpu, net.trainStats);
@@ -246,7 +263,7 @@ export async function train(
     };
   } catch (error) {
     net.destroy();
-    throw error;
+    throw error instanceof GpuDeviceLostError ? error.during(running) : error;
   } finally {
     for (const release of cleanup.reverse()) release();
   }
