@@ -215,6 +215,16 @@ Deno.test("codec inputs are validated", async () => {
   );
   await assertRejects(() => matchRates(IMAGES, { targetBpp: [] }), Error, "bpp values > 0");
   await assertRejects(() => matchRates([], { targetBpp: [1] }), Error, "No images");
+  await assertRejects(
+    () => matchRates(IMAGES, { targetBpp: [1], match: "each" as "image" }),
+    Error,
+    "Match mode",
+  );
+  await assertRejects(
+    () => matchRates(IMAGES, { targetBpp: [1], codecs: ["png" as CodecName] }),
+    Error,
+    "not supported",
+  );
   const wide = { width: 16384, height: 1, rgb: new Uint8Array(16384 * 3) };
   await assertRejects(() => encodeImage(wide, { codec: "webp", quality: 50 }), Error, "16383");
 });

@@ -141,6 +141,9 @@ export async function matchRates(
     );
   }
   const match = options.match ?? "image";
+  if (match !== "image" && match !== "set") {
+    throw new Error(`Match mode "${match}" is invalid: pass "image" or "set".`);
+  }
   const cache = options.cache ?? createCodecCache();
   const points: CodecPoint[] = [];
   for (const codec of validateCodecs(options.codecs)) {
