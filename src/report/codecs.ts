@@ -215,7 +215,7 @@ function describeSetting(point: CodecPoint): string {
   return `target ${point.targetBpp} bpp, ${quality}`;
 }
 
-/** Encodes an 8-bit RGB image; returns the file bytes. */
+/** Encodes an 8-bit RGB image and returns the file bytes. */
 export async function encodeImage(image: RgbImage, setting: CodecSetting): Promise<Uint8Array> {
   validateImage(image, 0);
   checkQuality(setting.codec, setting.quality);
