@@ -32,12 +32,24 @@ Deno.test({
     assertEquals(encode.images, 20);
     assert(encode.meanPsnr > 17, `encode mean PSNR ${encode.meanPsnr} dB is below the 17 dB floor`);
 
-    // 8-bit weights: Q = 809 codes plus ranges per image against 3072 raw bytes.
-    const compress = await compressStage({ input: join(dir, "tiny.rinr"), output: join(dir, "tiny-q8.rinr"), bits: 8, overwrite: false }, log);
+    // Bits chosen per layer, two pruning steps after the rounding step, each
+    // image kept at its sparsest step within 1 dB of its fp32 fit.
+    const compress = await compressStage({
+      input: join(dir, "tiny.rinr"),
+      output: join(dir, "tiny-q8.rinr"),
+      bits: "auto",
+      tuneIterations: 60,
+      sparsities: [0, 0.1, 0.3],
+      maxPsnrDrop: 1,
+      overwrite: false,
+    }, log);
     assertEquals(compress.rawBytes, 20 * 32 * 32 * 3);
-    assert(compress.percentOfRaw < 35, `8-bit file is ${compress.percentOfRaw}% of raw`);
-    assert(compress.meanPsnr > 15, `8-bit mean PSNR ${compress.meanPsnr} dB`);
+    assert(compress.percentOfRaw < 35, `compressed file is ${compress.percentOfRaw}% of raw`);
+    assert(compress.meanPsnr > compress.meanPsnrBefore - 1.5, `compressed mean PSNR ${compress.meanPsnr} dB`);
     assert(Math.abs(compress.meanPsnrBefore - encode.meanPsnr) < 0.5, "PSNR from decoded PNG pixels matches the encoder's");
+    assertEquals(compress.stepImages!.reduce((a, b) => a + b, 0), 20);
+    assert(compress.p5Psnr <= compress.meanPsnr);
+    assertEquals(compress.bitsPerPixel, (8 * compress.storedBytes) / (20 * 32 * 32));
 
     const decoded = await decodeStage({ input: join(dir, "tiny-q8.rinr"), outputDir: join(dir, "png"), source: "", overwrite: false }, log);
     assertEquals(decoded.images, 20);

@@ -196,16 +196,17 @@ async function planRun(plan: DryRunPlan, parsed: ParsedCommand, log: Log): Promi
   const compressedPath = join(outDir, "compressed.rinr");
   const { arch, dataset } = await planEncodeStage(plan, { path, output: encodedPath, values }, log);
 
-  const bits = resolveBits(arch, values);
+  const { bits, auto } = resolveBits(arch, values);
   const count = dataset.images;
   const { wordsPerImage } = packedLayout(arch, bits);
   const rawBytes = count * dataset.side * dataset.side * 3;
   plan.compress = {
     bitsPerLayer: bits,
+    autoBits: auto,
     estimatedFileBytes: estimatedRinrBytes(count, count * (wordsPerImage + bits.length * 2) * 4),
     rawBytes,
   };
-  addCompressMemory(plan, { arch, count, side: dataset.side, bits });
+  addCompressMemory(plan, { arch, count, side: dataset.side, bits, tuneIterations: values["tune-iterations"] as number });
   await addOutput(plan, compressedPath);
 
   await planTrainStage(plan, {

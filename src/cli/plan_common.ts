@@ -5,7 +5,9 @@ import type { RinrFile } from "../format/mod.ts";
 import { GpuError } from "../gpu/device.ts";
 import { resolveLayerBits } from "../inr/quantize.ts";
 import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
+import { sirenImageBytes } from "../inr/siren_batch.ts";
 import type { InputKind } from "../train/trainer.ts";
+import { parseBits } from "./compress.ts";
 import { checkOutputFree, layerBits } from "./export.ts";
 import type { Log } from "./log.ts";
 import { type ParsedCommand, UsageError } from "./options.ts";
@@ -59,7 +61,8 @@ export interface DryRunPlan {
     /** Maximum images per batch on this adapter within the 2 GiB memory budget. */
     maxBatchImages: number | null;
   } | null;
-  compress: { bitsPerLayer: number[]; estimatedFileBytes: number; rawBytes: number } | null;
+  /** With `autoBits`, the widths and size are upper bounds: the widths are chosen at run time. */
+  compress: { bitsPerLayer: number[]; autoBits: boolean; estimatedFileBytes: number; rawBytes: number } | null;
   decode: { images: number; size: number; psnr: boolean } | null;
   train: {
     input: InputKind;
@@ -182,10 +185,20 @@ export function inputPlan(path: string, file: RinrFile): DryRunPlan["input"] {
   };
 }
 
-export function resolveBits(arch: SirenArch, values: ParsedCommand["values"]): number[] {
-  const bits = values.bits as number[];
+/**
+ * Returns the bit widths of --bits. For "auto", which is decided at run time,
+ * it returns the widest choice the sensitivity search can make but for its
+ * 16-bit fallback: 16 bits for the first layer and 8 for the others.
+ */
+export function resolveBits(arch: SirenArch, values: ParsedCommand["values"]): { bits: number[]; auto: boolean } {
+  const bits = parseBits(String(values.bits));
+  if (bits === "auto") {
+    const layers = resolveLayerBits(arch, 8);
+    layers[0] = 16;
+    return { bits: layers, auto: true };
+  }
   try {
-    return resolveLayerBits(arch, bits.length === 1 ? bits[0] : bits);
+    return { bits: resolveLayerBits(arch, bits), auto: false };
   } catch (error) {
     throw new UsageError(`--bits: ${(error as Error).message}`);
   }
@@ -219,7 +232,7 @@ export function checkBinding(plan: DryRunPlan, what: string, bytes: number, fix:
  */
 export function addCompressMemory(
   plan: DryRunPlan,
-  shape: { arch: SirenArch; count: number; side: number; bits: number[] },
+  shape: { arch: SirenArch; count: number; side: number; bits: number[]; tuneIterations: number },
 ): void {
   const { arch, count, side, bits } = shape;
   const maxBinding = plan.adapter?.maxStorageBufferBindingSize ?? undefined;
@@ -246,6 +259,15 @@ export function addCompressMemory(
       bytes: decodeChunkBytes({ arch, count, size: side, maxBinding }),
     },
   );
+  if (shape.tuneIterations > 0) {
+    // pruneAndTune fills batches up to its 2 GiB default budget.
+    const perImage = sirenImageBytes({ arch, side, quantization: { bits } }).total;
+    plan.gpuMemory.push({
+      stage: "compress",
+      item: "fine-tuning batch",
+      bytes: Math.min(count, Math.max(1, Math.floor(2 * 1024 ** 3 / perImage))) * perImage,
+    });
+  }
 }
 
 /** Checks the source images that a PSNR measurement reloads; mirrors sourceImages in stages.ts. */

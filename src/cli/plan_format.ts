@@ -79,9 +79,12 @@ export function formatPlan(plan: DryRunPlan): string {
     const percent = ((100 * c.estimatedFileBytes) / c.rawBytes).toFixed(1);
     add(
       "compress",
-      `${c.bitsPerLayer.join("/")} bits per layer; about ${
-        formatBytes(c.estimatedFileBytes)
-      }, ${percent}% of the raw RGB size (${formatBytes(c.rawBytes)})`,
+      c.autoBits
+        ? `bits per layer chosen at run time, at most ${c.bitsPerLayer.join("/")} (16 for a layer no width up to 8 keeps); ` +
+          `at most about ${formatBytes(c.estimatedFileBytes)}, ${percent}% of the raw RGB size (${formatBytes(c.rawBytes)}), before pruning`
+        : `${c.bitsPerLayer.join("/")} bits per layer; about ${
+          formatBytes(c.estimatedFileBytes)
+        }, ${percent}% of the raw RGB size (${formatBytes(c.rawBytes)}), before pruning`,
     );
   }
   if (plan.decode) {

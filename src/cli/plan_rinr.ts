@@ -40,18 +40,19 @@ export async function planCompress(
   }
   plan.input = inputPlan(positionals[0], file);
   plan.siren = sirenPlan(file.arch);
-  const bits = resolveBits(file.arch, values);
+  const { bits, auto } = resolveBits(file.arch, values);
   const count = file.labels.length;
   const { wordsPerImage } = packedLayout(file.arch, bits);
   const rawBytes = count * file.resolution * file.resolution * 3;
   plan.compress = {
     bitsPerLayer: bits,
+    autoBits: auto,
     estimatedFileBytes: estimatedRinrBytes(count, count * (wordsPerImage + bits.length * 2) * 4),
     rawBytes,
   };
   plan.dataset = await planSource(file, values.source as string | undefined, log);
   plan.adapter = (await readAdapter()).plan;
-  addCompressMemory(plan, { arch: file.arch, count, side: file.resolution, bits });
+  addCompressMemory(plan, { arch: file.arch, count, side: file.resolution, bits, tuneIterations: values["tune-iterations"] as number });
   await addOutput(plan, values.output);
 }
 

@@ -3,6 +3,7 @@
 import { join } from "@std/path";
 import type { Command } from "./mod.ts";
 import { UsageError } from "./options.ts";
+import { COMPRESS_OPTIONS, compressOptions } from "./compress.ts";
 import { DATASET_OPTIONS, datasetSpec, ENCODE_OPTIONS, encodeOptions } from "./encode.ts";
 import { compressStage, encodeStage, reuseCompressed, reuseEncoded, trainStage } from "./stages.ts";
 import { testSpec, TRAIN_OPTIONS, trainOptions } from "./train.ts";
@@ -12,13 +13,13 @@ export const runCommand: Command = {
     name: "run",
     summary: "encode, compress and train in one command",
     usage: "rapid-inr run <dataset> [--out-dir DIR] [options]",
-    example: "rapid-inr run ../data/cifar10 --per-class 100 --iterations 1000 --bits 8 --epochs 10 --resnet-width 16 --json",
+    example: "rapid-inr run ../data/cifar10 --per-class 100 --iterations 1000 --max-psnr-drop 1 --epochs 10 --resnet-width 16 --json",
     positionals: [{ name: "<dataset>", help: "image folder (<split>/<class>/<image>), CIFAR-10 binary batches or an IDX file" }],
     options: [
       { name: "out-dir", type: "string", default: "rapid-inr-out", help: "folder for encoded.rinr, compressed.rinr and classifier.safetensors" },
       ...DATASET_OPTIONS,
       ...ENCODE_OPTIONS,
-      { name: "bits", type: "list", default: "8", min: 1, max: 16, help: "quantization bit width for every layer, or one per layer" },
+      ...COMPRESS_OPTIONS,
       ...TRAIN_OPTIONS,
     ],
   },
@@ -35,8 +36,7 @@ export const runCommand: Command = {
     // With --resume, a stage whose output is complete is reused, not redone:
     // a finished .rinr has no checkpoint file beside it.
     const resume = values.resume === true && values.force !== true;
-    const bits = values.bits as number[];
-    const bitsOption = bits.length === 1 ? bits[0] : bits;
+    const compressSettings = compressOptions(values);
     const encodeSettings = encodeOptions(dataset, encodedPath, values);
     let encode;
     if (resume && await isFile(encodedPath) && !await isFile(`${encodedPath}.partial`)) {
@@ -49,13 +49,13 @@ export const runCommand: Command = {
     let compress;
     if (resume && await isFile(compressedPath)) {
       log.info(`[2/3] compress: reusing the finished ${compressedPath} (--resume)`);
-      compress = await reuseCompressed(compressedPath, encode, bitsOption);
+      compress = await reuseCompressed(compressedPath, encode, compressSettings);
     } else {
       log.info(`[2/3] compress ${encodedPath}`);
       compress = await compressStage({
         input: encodedPath,
         output: compressedPath,
-        bits: bitsOption,
+        ...compressSettings,
         overwrite: values.force as boolean,
       }, log);
     }

@@ -4,14 +4,16 @@
 
 import { basename, join, resolve } from "@std/path";
 import { type Dataset, DataError, detectDatasetKind, encodePng, loadDataset } from "../data/mod.ts";
-import { encodeQans } from "../format/entropy.ts";
-import { encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
+import { codeBitsPerImage, encodeQans } from "../format/entropy.ts";
+import { encodeRinr, encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
 import { Gpu, GpuDeviceLostError } from "../gpu/device.ts";
 import { InrDecoder } from "../inr/decode.ts";
 import { encodeImages } from "../inr/encode.ts";
 import { encodePreset } from "../inr/presets.ts";
-import { quantize } from "../inr/quantize.ts";
-import type { SirenArch } from "../inr/siren.ts";
+import { chooseLayerBits } from "../inr/layer_bits.ts";
+import { DEFAULT_SPARSITIES, pruneAndTune, selectSteps } from "../inr/prune.ts";
+import { dequantize, type QuantizedInrs, quantize, resolveLayerBits } from "../inr/quantize.ts";
+import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
 import { type InputKind, train, type TrainInput } from "../train/trainer.ts";
 import {
   checkTrainFingerprint,
@@ -300,8 +302,20 @@ async function refuseOverwrite(path: string, overwrite: boolean): Promise<void> 
 export interface CompressStageOptions {
   input: string;
   output: string;
-  /** One bit width for every layer, or one per layer. */
-  bits: number | number[];
+  /** "auto" (chosen per layer by sensitivity), one bit width for every layer, or one per layer. */
+  bits: "auto" | number | number[];
+  /** Largest PSNR loss one layer may cause alone when bits are "auto", dB. Default 0.25. */
+  layerToleranceDb?: number;
+  /** Fine-tuning iterations per pruning step; 0 only rounds the fp32 weights. Default 200. */
+  tuneIterations?: number;
+  /** Initial learning rate of the fine-tuning. Default 3e-4. */
+  tuneLearningRate?: number;
+  /** Sparsity schedule of the pruning steps. Default DEFAULT_SPARSITIES. */
+  sparsities?: number[];
+  /** Largest PSNR loss per image against its fp32 fit, dB. Default 1. Ignored with `targetPercent`. */
+  maxPsnrDrop?: number;
+  /** File size target in percent of the raw RGB size; picks each image's pruning step to meet it. */
+  targetPercent?: number;
   /** Dataset to measure PSNR against; default: the source recorded in the file. */
   source?: string;
   overwrite: boolean;
@@ -321,18 +335,33 @@ export interface CompressReport {
   storedBytes: number;
   rawBytes: number;
   percentOfRaw: number;
+  /** Bits of the file per pixel of the images it holds. */
+  bitsPerPixel: number;
   /** Whether the file stores the codes rANS-coded (section QANS). */
   entropyCoded: boolean;
+  /** Bytes the decoder keeps on the GPU: packed codes and ranges. */
   residentBytes: number;
+  /** Resident bytes per image. */
+  residentBytesPerImage: number;
   /** Mean PSNR of the input (unquantized) weights against the source images, dB. */
   meanPsnrBefore: number;
   /** Mean PSNR of the quantized weights against the source images, dB. */
   meanPsnr: number;
+  /** 5th percentile of the per-image PSNR of the quantized weights, dB. */
+  p5Psnr: number;
+  /** Fraction of all weights pruned to zero. */
+  sparsity: number;
+  /** Fine-tuning iterations per pruning step; 0 when the weights were only rounded. */
+  tuneIterations: number;
+  /** Images per pruning step chosen, one count per sparsity of the schedule. */
+  stepImages?: number[];
+  /** Sparsity schedule that was run. */
+  sparsities?: number[];
   /** True when `run --resume` reused a finished file. */
   reused?: boolean;
 }
 
-/** Quantizes the weights of a .rinr file layer by layer and writes a new file. */
+/** Quantizes (and by default prunes and fine-tunes) the weights of a .rinr file and writes a new file. */
 export async function compressStage(options: CompressStageOptions, log: Log): Promise<CompressReport> {
   const file = await readRinr(options.input);
   if (!(file.weights instanceof Float32Array)) {
@@ -340,42 +369,180 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   }
   await refuseOverwrite(options.output, options.overwrite);
   const weights = file.weights;
-  const q = quantize(file.arch, weights, options.bits);
+  const tuneIterations = options.tuneIterations ?? 200;
+  const sparsities = options.sparsities ?? [...DEFAULT_SPARSITIES];
+  const maxPsnrDrop = options.maxPsnrDrop ?? 1;
+  if (!Number.isInteger(tuneIterations) || tuneIterations < 0) {
+    throw new UsageError(`--tune-iterations must be a non-negative integer, got ${tuneIterations}.`);
+  }
+  if (!(maxPsnrDrop >= 0)) throw new UsageError(`--max-psnr-drop must be a non-negative number of dB, got ${maxPsnrDrop}.`);
+  if (options.targetPercent !== undefined && !(options.targetPercent > 0)) {
+    throw new UsageError(`--target-percent must be a positive percentage, got ${options.targetPercent}.`);
+  }
   const source = await sourceImages(file, options.source, log);
+  const q = sirenParamCount(file.arch);
+  const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
 
-  const { before, after, residentBytes } = await withGpu(log, async (gpu) => {
+  const startedAt = performance.now();
+  const result = await withGpu(log, async (gpu) => {
     const before = await psnrOnGpu(gpu, file, weights, source);
-    const decoder = await InrDecoder.create(gpu, { ...file, weights: q });
+    const bits = options.bits === "auto"
+      ? await autoLayerBits(gpu, { file, weights, source, toleranceDb: options.layerToleranceDb }, log)
+      : resolveLayerBits(file.arch, options.bits);
+
+    let quantized = quantize(file.arch, weights, bits);
+    let stepImages: number[] | undefined;
+    if (tuneIterations > 0) {
+      const tuned = await pruneAndTune(gpu, {
+        arch: file.arch,
+        side: file.resolution,
+        images: source.images,
+        weights,
+        bits,
+        sparsities,
+        iterations: tuneIterations,
+        learningRate: options.tuneLearningRate ?? 3e-4,
+        onProgress: (p) =>
+          log.progress("compress", {
+            done: p.done,
+            total: p.total,
+            startedAt,
+            unit: "image-iterations",
+            status: `step ${p.step + 1}/${sparsities.length} (sparsity ${sparsities[p.step]}), batch mean PSNR ${p.meanPsnr.toFixed(2)} dB`,
+          }),
+      });
+      const chosen = options.targetPercent === undefined
+        ? selectSteps(tuned.steps, { kind: "psnr-drop", maxDrop: maxPsnrDrop, reference: file.psnr })
+        : selectSteps(tuned.steps, {
+          kind: "size",
+          maxBits: sizeBudgetBits(file, { quantized, targetPercent: options.targetPercent, rawBytes }),
+          stepBits: tuned.steps.map((step) => codeBitsPerImage(quantize(file.arch, step.weights, { bits, mask: step.mask }))),
+        });
+      const finalWeights = new Float32Array(weights.length);
+      const mask = new Uint8Array(weights.length);
+      stepImages = sparsities.map(() => 0);
+      chosen.forEach((k, n) => {
+        finalWeights.set(tuned.steps[k].weights.subarray(n * q, (n + 1) * q), n * q);
+        mask.set(tuned.steps[k].mask.subarray(n * q, (n + 1) * q), n * q);
+        stepImages![k]++;
+      });
+      quantized = quantize(file.arch, finalWeights, { bits, mask });
+    }
+
+    const decoder = await InrDecoder.create(gpu, { ...file, weights: quantized });
     try {
       const after = await psnrPerImage(decoder, source);
-      return { before, after, residentBytes: decoder.residentBytes };
+      return { before, after, quantized, stepImages, residentBytes: decoder.residentBytes };
     } finally {
       decoder.destroy();
     }
   });
+  const { quantized, after } = result;
 
   // The choice is made here, not by entropy "auto" in writeRinr, so the report can state which section was written.
-  const entropyCoded = options.entropy ?? encodeQans(q).byteLength < q.codes.byteLength;
-  await writeRinr(options.output, { ...file, weights: q, psnr: after }, {
+  const entropyCoded = options.entropy ?? encodeQans(quantized).byteLength < quantized.codes.byteLength;
+  const compressRecord = {
+    bits: quantized.bits,
+    tuneIterations,
+    ...(tuneIterations > 0
+      ? {
+        sparsities,
+        learningRate: options.tuneLearningRate ?? 3e-4,
+        ...(options.targetPercent === undefined ? { maxPsnrDrop } : { targetPercent: options.targetPercent }),
+      }
+      : {}),
+  };
+  const encodeRecord = { ...file.encode, compress: compressRecord };
+  await writeRinr(options.output, { ...file, encode: encodeRecord, weights: quantized, psnr: after }, {
     overwrite: options.overwrite,
     entropy: entropyCoded ? "on" : "off",
   });
   const storedBytes = (await Deno.stat(options.output)).size;
-  const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
+  const pixels = file.labels.length * file.resolution * file.resolution;
+  const zeros = countZeros(quantized);
   const report: CompressReport = {
     output: options.output,
     images: file.labels.length,
-    bitsPerLayer: q.bits,
+    bitsPerLayer: quantized.bits,
     storedBytes,
     rawBytes,
     percentOfRaw: (100 * storedBytes) / rawBytes,
+    bitsPerPixel: (8 * storedBytes) / pixels,
     entropyCoded,
-    residentBytes,
-    meanPsnrBefore: mean(before),
+    residentBytes: result.residentBytes,
+    residentBytesPerImage: result.residentBytes / file.labels.length,
+    meanPsnrBefore: mean(result.before),
     meanPsnr: mean(after),
+    p5Psnr: percentile(after, 0.05),
+    sparsity: zeros / (q * file.labels.length),
+    tuneIterations,
+    ...(result.stepImages ? { stepImages: result.stepImages, sparsities } : {}),
   };
-  log.result(`Compressed to ${storedBytes} bytes${entropyCoded ? " (rANS-coded)" : ""}, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes); mean PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  if (options.targetPercent !== undefined && report.percentOfRaw > options.targetPercent) {
+    log.warn(
+      `The file is ${report.percentOfRaw.toFixed(2)}% of the raw size, above --target-percent ${options.targetPercent}, even with every image at its sparsest step. ` +
+        "Use fewer --bits or add larger sparsities to --prune.",
+    );
+  }
+  log.result(
+    `Compressed to ${storedBytes} bytes${entropyCoded ? " (rANS-coded)" : ""}, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes), ` +
+      `${report.bitsPerPixel.toFixed(3)} bits per pixel; ${(report.residentBytesPerImage).toFixed(0)} bytes per image on the GPU; ` +
+      `bits per layer ${report.bitsPerLayer.join(",")}, ${(100 * report.sparsity).toFixed(1)}% of weights pruned; ` +
+      `PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB mean, ${report.p5Psnr.toFixed(2)} dB 5th percentile; wrote ${options.output}.`,
+  );
   return report;
+}
+
+// Chooses per-layer widths by sensitivity on a sample of at most 64 images,
+// fewer for large images so that each measurement decodes about 2^18 pixels.
+async function autoLayerBits(
+  gpu: Gpu,
+  input: { file: RinrFile; weights: Float32Array; source: Dataset; toleranceDb?: number },
+  log: Log,
+): Promise<number[]> {
+  const { file, source } = input;
+  const q = sirenParamCount(file.arch);
+  const pixels = file.resolution * file.resolution;
+  const sample = Math.max(1, Math.min(file.labels.length, 64, Math.floor(2 ** 18 / pixels)));
+  const sampleFile: RinrFile = { ...file, labels: file.labels.subarray(0, sample), psnr: Float32Array.from(file.psnr).subarray(0, sample) };
+  const sampleSource = { ...source, images: source.images.subarray(0, sample * pixels * 3), labels: source.labels.subarray(0, sample) };
+  const choice = await chooseLayerBits({
+    arch: file.arch,
+    weights: input.weights.subarray(0, sample * q),
+    toleranceDb: input.toleranceDb,
+    measure: (weights) => psnrOnGpu(gpu, sampleFile, weights, sampleSource),
+  });
+  log.info(
+    `Bits per layer ${choice.bits.join(",")} (rounding one layer alone loses ${choice.lossDb.map((d) => d.toFixed(2)).join(", ")} dB on ${sample} images).`,
+  );
+  return choice.bits;
+}
+
+// Bits available to the codes so that the file meets `targetPercent`: the
+// target minus what the rest of the file (header, labels, PSNR, ranges and
+// coder tables) takes, measured on the file of the unpruned codes.
+function sizeBudgetBits(
+  file: RinrFile,
+  input: { quantized: QuantizedInrs; targetPercent: number; rawBytes: number },
+): number {
+  const whole = encodeRinr({ ...file, weights: input.quantized }, { entropy: "on" }).byteLength;
+  let codeBits = 0;
+  for (const bits of codeBitsPerImage(input.quantized)) codeBits += bits;
+  const overheadBytes = Math.max(0, whole - codeBits / 8);
+  return Math.max(0, (input.targetPercent / 100) * input.rawBytes - overheadBytes) * 8;
+}
+
+function countZeros(weights: QuantizedInrs): number {
+  const values = dequantize(weights);
+  let zeros = 0;
+  for (const v of values) if (v === 0) zeros++;
+  return zeros;
+}
+
+function percentile(values: ArrayLike<number>, fraction: number): number {
+  const sorted = Array.from(values).filter(Number.isFinite).sort((a, b) => a - b);
+  if (sorted.length === 0) return Infinity;
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
 }
 
 async function sourceImages(file: RinrFile, override: string | undefined, log: Log): Promise<Dataset> {
@@ -714,16 +881,28 @@ export async function reuseEncoded(path: string, expected: EncodeStageOptions): 
 }
 
 /** Returns the report of a finished compression from its output file; see `reuseEncoded`. */
-export async function reuseCompressed(path: string, encoded: EncodeReport, bits: number | number[]): Promise<CompressReport> {
+export async function reuseCompressed(
+  path: string,
+  encoded: EncodeReport,
+  settings: Pick<CompressStageOptions, "bits" | "tuneIterations">,
+): Promise<CompressReport> {
   const file = await readRinr(path);
   const header = file.header.weights;
   const layerBits = header.encoding === "uniform" ? header.bits : [];
-  const expectedBits = typeof bits === "number" ? layerBits.map(() => bits) : bits;
-  if (header.encoding !== "uniform" || layerBits.join(",") !== expectedBits.join(",") || file.labels.length !== encoded.images) {
-    throw new UsageError(`Cannot reuse ${path}: it does not hold ${encoded.images} images quantized to --bits ${expectedBits.join(",")}. Pass --force to compress again.`);
+  const bits = settings.bits;
+  const expectedBits = bits === "auto" ? layerBits : typeof bits === "number" ? layerBits.map(() => bits) : bits;
+  const record = (file.encode?.compress ?? {}) as Record<string, unknown>;
+  const tuneIterations = settings.tuneIterations ?? 200;
+  const matches = header.encoding === "uniform" && layerBits.join(",") === expectedBits.join(",") &&
+    file.labels.length === encoded.images && record.tuneIterations === tuneIterations;
+  if (!matches) {
+    throw new UsageError(
+      `Cannot reuse ${path}: it does not hold ${encoded.images} images compressed with --bits ${bits} and --tune-iterations ${tuneIterations}. Pass --force to compress again.`,
+    );
   }
   const storedBytes = (await Deno.stat(path)).size;
   const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
+  const pixels = file.labels.length * file.resolution * file.resolution;
   return {
     output: path,
     images: file.labels.length,
@@ -731,10 +910,15 @@ export async function reuseCompressed(path: string, encoded: EncodeReport, bits:
     storedBytes,
     rawBytes,
     percentOfRaw: (100 * storedBytes) / rawBytes,
+    bitsPerPixel: (8 * storedBytes) / pixels,
     entropyCoded: file.sections.some((s) => s.tag === "QANS"),
     residentBytes: NaN,
+    residentBytesPerImage: NaN,
     meanPsnrBefore: encoded.meanPsnr,
     meanPsnr: mean(file.psnr),
+    p5Psnr: percentile(file.psnr, 0.05),
+    sparsity: file.weights instanceof Float32Array ? 0 : countZeros(file.weights) / (file.labels.length * sirenParamCount(file.arch)),
+    tuneIterations,
     reused: true,
   };
 }

@@ -78,6 +78,34 @@ export function encodeQans(weights: QuantizedInrs): Uint8Array {
 }
 
 /**
+ * Estimates the coded size of each image's codes in bits, [N]: the cost of
+ * its centred symbols (as method 2 codes them) under each layer's symbol
+ * frequencies over all images, which is what a static rANS table costs up to
+ * the table and a few bytes of coder state. Layers stored as f32 cost 32
+ * bits per value. Ranges and the rest of the file are not included.
+ */
+export function codeBitsPerImage(weights: QuantizedInrs): Float64Array {
+  const layers = sirenLayers(weights.arch);
+  const bits = new Float64Array(weights.count);
+  for (let l = 0; l < layers.length; l++) {
+    const valueCount = layers[l].outputs * (layers[l].inputs + 1);
+    if (weights.bits[l] === FLOAT_BITS) {
+      for (let n = 0; n < weights.count; n++) bits[n] += 32 * valueCount;
+      continue;
+    }
+    const symbols = layerCodes(weights, l, valueCount);
+    shiftByZeroPoints(symbols, { ranges: weights.ranges, layer: l, layers: layers.length, bits: weights.bits[l], sign: -1 });
+    const frequency = new Float64Array(2 ** weights.bits[l]);
+    for (const symbol of symbols) frequency[symbol]++;
+    const cost = frequency.map((f) => f > 0 ? -Math.log2(f / symbols.length) : 0);
+    for (let n = 0; n < weights.count; n++) {
+      for (let k = n * valueCount; k < (n + 1) * valueCount; k++) bits[n] += cost[symbols[k]];
+    }
+  }
+  return bits;
+}
+
+/**
  * Decodes a QANS payload back to packed codes u32 [N][wordsPerImage].
  * Throws a `FormatError` naming the layer when the payload is invalid.
  */
