@@ -9,9 +9,9 @@ import { type CompressStageOptions, compressStage } from "./stages.ts";
 export const COMPRESS_OPTIONS: OptionSpec[] = [
   { name: "bits", type: "string", default: "auto", help: "bit width per layer: auto (chosen by sensitivity), one width 1..16 for every layer, or one per layer separated by commas" },
   { name: "layer-tolerance", type: "number", min: 0, default: 0.25, help: "with --bits auto: PSNR loss in dB that rounding one layer alone may cause" },
-  { name: "tune-iterations", type: "integer", min: 0, default: 200, help: "quantization-aware fine-tuning iterations per pruning step; 0 only rounds the weights" },
+  { name: "tune-iterations", type: "integer", min: 0, default: 100, help: "quantization-aware fine-tuning iterations per pruning step; 0 only rounds the weights" },
   { name: "tune-lr", type: "number", min: 0, default: 3e-4, help: "initial fine-tuning learning rate, cosine-decayed to 0 in each step" },
-  { name: "prune", type: "string", default: "0,0.1,0.2,0.3,0.4,0.5,0.6", help: "sparsity schedule: fractions of each prunable layer's weights removed by the steps, non-decreasing, each in [0, 1)" },
+  { name: "prune", type: "string", default: "0,0.05,0.1,0.2,0.3,0.5", help: "sparsity schedule: fractions of each prunable layer's weights removed by the steps, non-decreasing, each in [0, 1)" },
   { name: "max-psnr-drop", type: "number", min: 0, default: 1, help: "largest PSNR loss per image against its fp32 fit, in dB; each image keeps its sparsest step within it" },
   { name: "target-percent", type: "number", min: 0, help: "file size target in percent of the raw RGB size; replaces --max-psnr-drop and picks each image's step to meet it at the least PSNR loss" },
 ];

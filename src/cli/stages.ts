@@ -306,7 +306,7 @@ export interface CompressStageOptions {
   bits: "auto" | number | number[];
   /** Largest PSNR loss one layer may cause alone when bits are "auto", dB. Default 0.25. */
   layerToleranceDb?: number;
-  /** Fine-tuning iterations per pruning step; 0 only rounds the fp32 weights. Default 200. */
+  /** Fine-tuning iterations per pruning step; 0 only rounds the fp32 weights. Default 100. */
   tuneIterations?: number;
   /** Initial learning rate of the fine-tuning. Default 3e-4. */
   tuneLearningRate?: number;
@@ -369,7 +369,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   }
   await refuseOverwrite(options.output, options.overwrite);
   const weights = file.weights;
-  const tuneIterations = options.tuneIterations ?? 200;
+  const tuneIterations = options.tuneIterations ?? 100;
   const sparsities = options.sparsities ?? [...DEFAULT_SPARSITIES];
   const maxPsnrDrop = options.maxPsnrDrop ?? 1;
   if (!Number.isInteger(tuneIterations) || tuneIterations < 0) {
@@ -892,7 +892,7 @@ export async function reuseCompressed(
   const bits = settings.bits;
   const expectedBits = bits === "auto" ? layerBits : typeof bits === "number" ? layerBits.map(() => bits) : bits;
   const record = (file.encode?.compress ?? {}) as Record<string, unknown>;
-  const tuneIterations = settings.tuneIterations ?? 200;
+  const tuneIterations = settings.tuneIterations ?? 100;
   const matches = header.encoding === "uniform" && layerBits.join(",") === expectedBits.join(",") &&
     file.labels.length === encoded.images && record.tuneIterations === tuneIterations;
   if (!matches) {

@@ -16,7 +16,7 @@ import { maxBatchImages, SirenFitBatch } from "./siren_batch.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "./siren.ts";
 
 /** Default sparsity schedule: the fraction of each prunable layer's weights removed after each step. */
-export const DEFAULT_SPARSITIES: readonly number[] = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+export const DEFAULT_SPARSITIES: readonly number[] = [0, 0.05, 0.1, 0.2, 0.3, 0.5];
 
 /** Settings of {@linkcode pruneAndTune}. */
 export interface PruneOptions {
