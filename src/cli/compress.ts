@@ -3,6 +3,7 @@
 
 import type { Command } from "./mod.ts";
 import { type OptionSpec, type OptionValues, UsageError } from "./options.ts";
+import { rdReportStage } from "./rd_report.ts";
 import { type CompressStageOptions, compressStage } from "./stages.ts";
 
 /** Options shared by `compress` and `run`. */
@@ -64,7 +65,7 @@ export const compressCommand: Command = {
   spec: {
     name: "compress",
     summary: "quantize, prune and fine-tune the INRs of a .rinr file, and entropy-code them",
-    usage: "rapid-inr compress <input.rinr> --output <output.rinr> [--bits auto] [--max-psnr-drop 1 | --target-percent P]",
+    usage: "rapid-inr compress <input.rinr> [--output <output.rinr>] [--bits auto] [--max-psnr-drop 1 | --target-percent P] [--rd-report FILE.md]",
     example: "rapid-inr compress cifar.rinr --max-psnr-drop 1 --output cifar-small.rinr",
     positionals: [{ name: "<input.rinr>", help: "fp32 .rinr file written by encode" }],
     options: [
@@ -72,19 +73,50 @@ export const compressCommand: Command = {
       ...COMPRESS_OPTIONS,
       { name: "source", type: "string", help: "dataset to fine-tune and measure PSNR against (default: the source recorded in the file)" },
       { name: "entropy", type: "boolean", help: "store the codes rANS-coded, which is lossless; --no-entropy keeps them packed (default: whichever file is smaller)" },
-      { name: "force", type: "boolean", default: false, help: "replace an existing output file" },
+      { name: "rd-report", type: "string", help: "also sweep bit widths and sparsities and write a rate-distortion table FILE.md, with FILE.json and a plot FILE.svg, next to JPEG and WebP on the same images" },
+      { name: "rd-bits", type: "string", default: "3,4,5,6,8", help: "with --rd-report: bit widths of every layer but the first (which keeps 16)" },
+      { name: "rd-images", type: "integer", min: 1, help: "with --rd-report: sweep only the first N images (default: all)" },
+      { name: "rd-coin", type: "boolean", default: false, help: "with --rd-report: add the published COIN curve, which was measured on the Kodak images" },
+      { name: "force", type: "boolean", default: false, help: "replace existing output files" },
     ],
   },
   async execute({ positionals, values }, log) {
     if (positionals.length !== 1) throw new UsageError("compress takes one .rinr file. Run \"rapid-inr compress --help\".");
-    if (typeof values.output !== "string") throw new UsageError("Missing --output: the compressed .rinr file to write.");
-    return await compressStage({
+    const report = values["rd-report"];
+    if (typeof values.output !== "string" && typeof report !== "string") {
+      throw new UsageError("Missing --output: the compressed .rinr file to write (or --rd-report for a rate-distortion report only).");
+    }
+    const settings = compressOptions(values);
+    const compress = typeof values.output === "string"
+      ? await compressStage({
+        input: positionals[0],
+        output: values.output,
+        ...settings,
+        source: values.source as string | undefined,
+        overwrite: values.force as boolean,
+        entropy: values.entropy as boolean | undefined,
+      }, log)
+      : undefined;
+    if (typeof report !== "string") return compress;
+    const rdBits = String(values["rd-bits"]).split(",").map((part) => {
+      const value = Number(part);
+      if (!Number.isInteger(value) || value < 1 || value > 16) {
+        throw new UsageError(`--rd-bits must be integers in 1..16 separated by commas, got "${values["rd-bits"]}".`);
+      }
+      return value;
+    });
+    const rd = await rdReportStage({
       input: positionals[0],
-      output: values.output,
-      ...compressOptions(values),
+      output: report,
+      bitWidths: rdBits,
+      sparsities: settings.sparsities!,
+      tuneIterations: settings.tuneIterations!,
+      tuneLearningRate: settings.tuneLearningRate!,
+      images: values["rd-images"] as number | undefined,
+      coin: values["rd-coin"] as boolean,
       source: values.source as string | undefined,
       overwrite: values.force as boolean,
-      entropy: values.entropy as boolean | undefined,
     }, log);
+    return { ...(compress ? { compress } : {}), rdReport: rd };
   },
 };

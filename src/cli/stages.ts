@@ -90,7 +90,7 @@ export async function defaultTestSplit(path: string): Promise<string> {
   throw new UsageError(`No "test" or "val" folder in ${path}. Name the test split with --test-split, or the folder with --test.`);
 }
 
-async function withGpu<T>(log: Log, fn: (gpu: Gpu) => Promise<T>): Promise<T> {
+export async function withGpu<T>(log: Log, fn: (gpu: Gpu) => Promise<T>): Promise<T> {
   const gpu = await Gpu.create({ notice: log.verbosity !== "quiet" });
   try {
     return await fn(gpu);
@@ -532,20 +532,20 @@ function sizeBudgetBits(
   return Math.max(0, (input.targetPercent / 100) * input.rawBytes - overheadBytes) * 8;
 }
 
-function countZeros(weights: QuantizedInrs): number {
+export function countZeros(weights: QuantizedInrs): number {
   const values = dequantize(weights);
   let zeros = 0;
   for (const v of values) if (v === 0) zeros++;
   return zeros;
 }
 
-function percentile(values: ArrayLike<number>, fraction: number): number {
+export function percentile(values: ArrayLike<number>, fraction: number): number {
   const sorted = Array.from(values).filter(Number.isFinite).sort((a, b) => a - b);
   if (sorted.length === 0) return Infinity;
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
 }
 
-async function sourceImages(file: RinrFile, override: string | undefined, log: Log): Promise<Dataset> {
+export async function sourceImages(file: RinrFile, override: string | undefined, log: Log): Promise<Dataset> {
   const encode = file.encode ?? {};
   const path = override ?? file.source;
   if (!path) throw new UsageError(`${file.name} records no source dataset. Pass --source with the encoded image folder.`);
@@ -570,7 +570,7 @@ async function sourceImages(file: RinrFile, override: string | undefined, log: L
   }
 }
 
-async function psnrOnGpu(gpu: Gpu, file: RinrFile, weights: Float32Array, source: Dataset): Promise<Float32Array> {
+export async function psnrOnGpu(gpu: Gpu, file: RinrFile, weights: Float32Array, source: Dataset): Promise<Float32Array> {
   const decoder = await InrDecoder.create(gpu, { ...file, weights });
   try {
     return await psnrPerImage(decoder, source);
@@ -580,7 +580,7 @@ async function psnrOnGpu(gpu: Gpu, file: RinrFile, weights: Float32Array, source
 }
 
 /** PSNR in dB of each decoded 8-bit image against the source pixels. */
-async function psnrPerImage(decoder: InrDecoder, source: Dataset): Promise<Float32Array> {
+export async function psnrPerImage(decoder: InrDecoder, source: Dataset): Promise<Float32Array> {
   const decoded = await decoder.decodeImages({});
   const pixels = source.side * source.side * 3;
   const psnr = new Float32Array(decoder.count);
