@@ -383,6 +383,21 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const q = sirenParamCount(file.arch);
   const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
 
+  // The settings go into the header's encode record, so that `run --resume` can check them.
+  const withCompressRecord = (bits: number[]) => ({
+    ...file.encode,
+    compress: {
+      bits,
+      tuneIterations,
+      ...(tuneIterations > 0
+        ? {
+          sparsities,
+          learningRate: options.tuneLearningRate ?? 3e-4,
+          ...(options.targetPercent === undefined ? { maxPsnrDrop } : { targetPercent: options.targetPercent }),
+        }
+        : {}),
+    },
+  });
   const startedAt = performance.now();
   const result = await withGpu(log, async (gpu) => {
     const before = await psnrOnGpu(gpu, file, weights, source);
@@ -411,22 +426,37 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
             status: `step ${p.step + 1}/${sparsities.length} (sparsity ${sparsities[p.step]}), batch mean PSNR ${p.meanPsnr.toFixed(2)} dB`,
           }),
       });
-      const chosen = options.targetPercent === undefined
-        ? selectSteps(tuned.steps, { kind: "psnr-drop", maxDrop: maxPsnrDrop, reference: file.psnr })
-        : selectSteps(tuned.steps, {
-          kind: "size",
-          maxBits: sizeBudgetBits(file, { quantized, targetPercent: options.targetPercent, rawBytes }),
-          stepBits: tuned.steps.map((step) => codeBitsPerImage(quantize(file.arch, step.weights, { bits, mask: step.mask }))),
+      const assemble = (chosen: Uint32Array) => {
+        const finalWeights = new Float32Array(weights.length);
+        const mask = new Uint8Array(weights.length);
+        chosen.forEach((k, n) => {
+          finalWeights.set(tuned.steps[k].weights.subarray(n * q, (n + 1) * q), n * q);
+          mask.set(tuned.steps[k].mask.subarray(n * q, (n + 1) * q), n * q);
         });
-      const finalWeights = new Float32Array(weights.length);
-      const mask = new Uint8Array(weights.length);
+        return quantize(file.arch, finalWeights, { bits, mask });
+      };
+      let chosen: Uint32Array;
+      if (options.targetPercent === undefined) {
+        chosen = selectSteps(tuned.steps, { kind: "psnr-drop", maxDrop: maxPsnrDrop, reference: file.psnr });
+      } else {
+        // The per-image estimates leave out the coder tables and shifts in the
+        // symbol statistics of the mixed file, so the file is measured and the
+        // budget tightened by the excess until the file fits.
+        const stepBits = tuned.steps.map((step) => codeBitsPerImage(quantize(file.arch, step.weights, { bits, mask: step.mask })));
+        const targetBytes = (options.targetPercent / 100) * rawBytes;
+        let budget = sizeBudgetBits(file, { quantized, targetPercent: options.targetPercent, rawBytes });
+        chosen = selectSteps(tuned.steps, { kind: "size", maxBits: budget, stepBits });
+        for (let attempt = 0; attempt < 8; attempt++) {
+          const candidate = { ...file, encode: withCompressRecord(bits), weights: assemble(chosen) };
+          const bytes = encodeRinr(candidate, { entropy: "auto" }).byteLength;
+          if (bytes <= targetBytes || budget <= 0) break;
+          budget -= (bytes - targetBytes) * 8;
+          chosen = selectSteps(tuned.steps, { kind: "size", maxBits: Math.max(0, budget), stepBits });
+        }
+      }
       stepImages = sparsities.map(() => 0);
-      chosen.forEach((k, n) => {
-        finalWeights.set(tuned.steps[k].weights.subarray(n * q, (n + 1) * q), n * q);
-        mask.set(tuned.steps[k].mask.subarray(n * q, (n + 1) * q), n * q);
-        stepImages![k]++;
-      });
-      quantized = quantize(file.arch, finalWeights, { bits, mask });
+      chosen.forEach((k) => stepImages![k]++);
+      quantized = assemble(chosen);
     }
 
     const decoder = await InrDecoder.create(gpu, { ...file, weights: quantized });
@@ -441,18 +471,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
 
   // The choice is made here, not by entropy "auto" in writeRinr, so the report can state which section was written.
   const entropyCoded = options.entropy ?? encodeQans(quantized).byteLength < quantized.codes.byteLength;
-  const compressRecord = {
-    bits: quantized.bits,
-    tuneIterations,
-    ...(tuneIterations > 0
-      ? {
-        sparsities,
-        learningRate: options.tuneLearningRate ?? 3e-4,
-        ...(options.targetPercent === undefined ? { maxPsnrDrop } : { targetPercent: options.targetPercent }),
-      }
-      : {}),
-  };
-  const encodeRecord = { ...file.encode, compress: compressRecord };
+  const encodeRecord = withCompressRecord(quantized.bits);
   await writeRinr(options.output, { ...file, encode: encodeRecord, weights: quantized, psnr: after }, {
     overwrite: options.overwrite,
     entropy: entropyCoded ? "on" : "off",

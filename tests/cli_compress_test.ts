@@ -1,0 +1,126 @@
+// The compress command as users run it: pruning with a size target, plain
+// rounding, the rate-distortion report and bad settings.
+
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { join } from "@std/path";
+import { spawnCli, writeStripes } from "./_cli.ts";
+
+async function encodeStripes(dir: string): Promise<string> {
+  const data = join(dir, "stripes");
+  await writeStripes(data, { train: 8, test: 0, side: 8 });
+  const fp32 = join(dir, "fp32.rinr");
+  const encoded = await spawnCli([
+    "encode", data, "-o", fp32, "--size", "8", "--iterations", "60", "--layers", "2", "--width", "8", "--quiet",
+  ]);
+  assertEquals(encoded.code, 0, encoded.stderr);
+  return fp32;
+}
+
+Deno.test("compress meets a size target by pruning and reports its figures", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fp32 = await encodeStripes(dir);
+    const compress = async (output: string, ...flags: string[]) => {
+      const result = await spawnCli([
+        "compress", fp32, "-o", output, "--bits", "6", "--tune-iterations", "10", "--prune", "0,0.3,0.6", "--json", ...flags,
+      ]);
+      assertEquals(result.code, 0, result.stderr);
+      return { report: JSON.parse(result.stdout), stderr: result.stderr };
+    };
+    const loose = (await compress(join(dir, "loose.rinr"), "--max-psnr-drop", "100")).report;
+    const none = (await compress(join(dir, "none.rinr"), "--max-psnr-drop", "0", "--prune", "0")).report;
+    // A generous budget lets every image take the sparsest step; no step beyond 0 exists in the second run.
+    assertEquals(loose.stepImages, [0, 0, loose.images]);
+    assertEquals(none.stepImages, [none.images]);
+    assert(loose.sparsity > 0.3 && none.sparsity < 0.1, `sparsity ${loose.sparsity} and ${none.sparsity}`);
+    assert(loose.storedBytes < none.storedBytes, `pruned ${loose.storedBytes} B, unpruned ${none.storedBytes} B`);
+    for (const key of ["storedBytes", "residentBytes", "residentBytesPerImage", "percentOfRaw", "meanPsnr", "p5Psnr", "bitsPerPixel"]) {
+      assert(Number.isFinite(none[key]), `${key} is ${none[key]}`);
+    }
+    assertEquals(none.bitsPerPixel, (8 * none.storedBytes) / (none.images * 8 * 8));
+    assertEquals(none.bitsPerLayer, [6, 6, 6]);
+
+    // A target between the two sizes is met by pruning some images.
+    const targetPercent = (100 * (loose.storedBytes + none.storedBytes) / 2) / none.rawBytes;
+    const targeted = await compress(join(dir, "target.rinr"), "--target-percent", String(targetPercent));
+    assert(targeted.report.percentOfRaw <= targetPercent + 0.5, `${targeted.report.percentOfRaw}% for a ${targetPercent}% target`);
+    // An unreachable target is reported, and the sparsest steps are written.
+    const tooSmall = await compress(join(dir, "small.rinr"), "--target-percent", "1");
+    assertStringIncludes(tooSmall.stderr, "above --target-percent 1");
+    assertEquals(tooSmall.report.stepImages, [0, 0, tooSmall.report.images]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compress with --tune-iterations 0 only rounds, and auto bits are reported", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fp32 = await encodeStripes(dir);
+    const result = await spawnCli(["compress", fp32, "-o", join(dir, "q.rinr"), "--tune-iterations", "0", "--json"]);
+    assertEquals(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    assertEquals(report.tuneIterations, 0);
+    assertEquals(report.stepImages, undefined);
+    assertEquals(report.bitsPerLayer.length, 3);
+    assertStringIncludes(result.stderr, "Bits per layer");
+    const info = await spawnCli(["info", join(dir, "q.rinr"), "--json"]);
+    assertEquals(info.code, 0, info.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compress --rd-report writes the table, JSON and plot with JPEG and WebP", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fp32 = await encodeStripes(dir);
+    const report = join(dir, "rd.md");
+    const result = await spawnCli([
+      "compress", fp32, "--rd-report", report, "--rd-bits", "4,6", "--rd-images", "4",
+      "--tune-iterations", "5", "--prune", "0,0.5", "--rd-coin", "--json",
+    ]);
+    assertEquals(result.code, 0, result.stderr);
+    const json = JSON.parse(await Deno.readTextFile(join(dir, "rd.json")));
+    const methods = json.curves.map((curve: { method: string }) => curve.method);
+    assert(methods.includes("rapid-inr, 4-bit layers") && methods.includes("rapid-inr, 6-bit layers"), methods.join("; "));
+    assert(methods.some((m: string) => m.startsWith("JPEG")) && methods.some((m: string) => m.startsWith("WebP")), methods.join("; "));
+    assert(methods.includes("COIN (published)"));
+    const inr = json.curves[0];
+    assertEquals(inr.points.length, 2);
+    for (const point of inr.points) assert(point.bpp > 0 && Number.isFinite(point.psnr));
+    const svg = await Deno.readTextFile(join(dir, "rd.svg"));
+    assert(svg.startsWith("<svg") || svg.startsWith("<?xml"), svg.slice(0, 40));
+    assertStringIncludes(await Deno.readTextFile(report), "rapid-inr, 6-bit layers");
+    // Existing report files are kept without --force.
+    const again = await spawnCli(["compress", fp32, "--rd-report", report, "--rd-images", "2", "--tune-iterations", "1", "--prune", "0"]);
+    assert(again.code !== 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compress rejects bad settings with exit code 2", async () => {
+  const cases: [string[], string][] = [
+    [["--bits", "0"], "--bits must be auto or integers in 1..16"],
+    [["--bits", "8,x"], "--bits must be auto or integers in 1..16"],
+    [["--prune", "0.5,0.2"], "--prune must not decrease"],
+    [["--prune", "0,1"], "--prune must be fractions in [0, 1)"],
+    [["--max-psnr-drop=-1"], "--max-psnr-drop must be at least 0"],
+    [["--rd-report", "x.md", "--rd-bits", "4,40"], "--rd-bits must be integers in 1..16"],
+  ];
+  const dir = await Deno.makeTempDir();
+  try {
+    const fp32 = await encodeStripes(dir);
+    for (const [flags, message] of cases) {
+      const result = await spawnCli(["compress", fp32, "-o", join(dir, "out.rinr"), ...flags]);
+      assertEquals(result.code, 2, `${flags.join(" ")}: ${result.stderr}`);
+      assertStringIncludes(result.stderr, message);
+    }
+    const missing = await spawnCli(["compress", fp32]);
+    assertEquals(missing.code, 2);
+    assertStringIncludes(missing.stderr, "--rd-report");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
