@@ -13,7 +13,8 @@ const ARGS = [
   "--per-class", "20",
   "--iterations", "300",
   "--lr", "1e-3",
-  "--bits", "8",
+  "--tune-iterations", "30",
+  "--prune", "0,0.1,0.2",
   "--epochs", "4",
   "--batch", "20",
   "--train-lr", "0.05",
@@ -37,8 +38,9 @@ if (import.meta.main) {
       `${encode.iterations} iterations) at ${encode.imagesPerSecond.toFixed(2)} images/s; mean PSNR ${encode.meanPsnr.toFixed(2)} dB.`,
   );
   console.log(
-    `2. compress: ${compress.bitsPerLayer[0]}-bit layer-wise quantization, ${compress.storedBytes} bytes on disk = ` +
-      `${compress.percentOfRaw.toFixed(1)}% of the raw RGB size; mean PSNR ${compress.meanPsnr.toFixed(2)} dB.`,
+    `2. compress: ${compress.bitsPerLayer.join("/")} bits per layer, ${(100 * compress.sparsity).toFixed(1)}% of weights pruned, ` +
+      `fine-tuned; ${compress.storedBytes} bytes on disk = ${compress.percentOfRaw.toFixed(1)}% of the raw RGB size; ` +
+      `mean PSNR ${compress.meanPsnrBefore.toFixed(2)} -> ${compress.meanPsnr.toFixed(2)} dB.`,
   );
   console.log(
     `3. train: ResNet-18 (width 8) for ${train.epochs.length} epochs on batches decoded from the INRs on the GPU, ` +
