@@ -2,7 +2,7 @@
 // on the images of one .rinr file, next to JPEG and WebP on the same images.
 //
 // For each bit width of the sweep (the first layer stays at 16 bits, because
-// it is the most sensitive and holds few weights), the images are pruned and
+// it is the most sensitive and has few weights), the images are pruned and
 // fine-tuned through the sparsity schedule as `compress` does, and every step
 // becomes one point: the size of the whole .rinr file with every image at
 // that step, and the PSNR of the decoded images against the source. JPEG and

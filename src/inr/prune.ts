@@ -6,9 +6,9 @@
 // iterations with the forward pass on the quantized, pruned network (see
 // SirenFitBatch's `quantization`). Step 0 has sparsity 0: it only recovers
 // what rounding lost. Every step starts from the previous step's result, so
-// the masks are nested, and every step's weights are kept: `selectSteps`
-// then picks one step per image, the sparsest within a PSNR budget, or the
-// mix that meets a size target at the least loss of PSNR.
+// the masks are nested, and every step's weights are kept. `selectSteps` then
+// picks one step per image: the sparsest within a PSNR budget, or the mix
+// that meets a size target at the least loss of PSNR.
 
 import type { Gpu } from "../gpu/device.ts";
 import { resolveLayerBits } from "./quantize.ts";
@@ -208,7 +208,7 @@ export function keptCounts(mask: Uint8Array, paramCount: number): Uint32Array {
   return counts;
 }
 
-/** How {@linkcode selectSteps} picks a step per image. */
+/** Rule by which {@linkcode selectSteps} picks a step per image. */
 export type StepSelection =
   | { kind: "psnr-drop"; /** Largest allowed PSNR loss against the fp32 fit, dB. */ maxDrop: number; /** fp32 PSNR per image, dB. */ reference: ArrayLike<number> }
   | { kind: "size"; /** Largest total estimated size, bits. */ maxBits: number; /** Estimated bits per image per step, [steps][N]. */ stepBits: Float64Array[] };
