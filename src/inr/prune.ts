@@ -43,6 +43,23 @@ export interface PruneOptions {
   prunableLayers?: readonly number[];
   /** GPU memory budget of one batch, in bytes. Default 2 GiB. */
   memoryBytes?: number;
+  /**
+   * Images fine-tuned together. Default: the fewest batches of equal size that
+   * fit `memoryBytes` and the adapter's binding limit. Ignored with `resume`,
+   * which carries the batch size of the interrupted run.
+   */
+  batchSize?: number;
+  /**
+   * Results of the first images from an earlier, interrupted run with the same
+   * settings; fine-tuning starts at the next image, in batches of the size
+   * recorded there. Default: none.
+   */
+  resume?: PruneResume;
+  /**
+   * Called after each finished batch, before the next starts; fine-tuning
+   * waits for the returned promise, so a checkpoint written here is complete.
+   */
+  onBatch?: (batch: PruneBatchDone) => void | Promise<void>;
   /** Iterations per submit between progress reports. Default 50. */
   progressEvery?: number;
   /** Called after each submit. */
@@ -69,6 +86,26 @@ export interface PruneStep {
   mask: Uint8Array;
   /** PSNR of the quantized, pruned weights in dB as the fine-tuning measured it, [N]. */
   psnr: Float32Array;
+}
+
+/** Finished images that {@linkcode pruneAndTune} continues from. */
+export interface PruneResume {
+  /** Images finished, from 0 to the image count. */
+  imagesDone: number;
+  /** Images per batch of the interrupted run. */
+  batchSize: number;
+  /** One entry per sparsity of the schedule, holding the first `imagesDone` images: weights and mask [imagesDone][Q], PSNR [imagesDone]. */
+  steps: readonly PruneStep[];
+}
+
+/** State after one finished batch, passed to `onBatch`. */
+export interface PruneBatchDone {
+  /** Images finished so far; the first `imagesDone` images of every step are final. */
+  imagesDone: number;
+  imageCount: number;
+  batchSize: number;
+  /** Every step's arrays for all images; entries past `imagesDone` are zero. */
+  steps: readonly PruneStep[];
 }
 
 /** Result of {@linkcode pruneAndTune}. */
@@ -112,14 +149,15 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
   const quantization = { bits };
   const memoryBytes = options.memoryBytes ?? 2 * 1024 ** 3;
   const maxImages = maxBatchImages(gpu, { arch, side, memoryBytes, quantization });
-  const batchSize = Math.ceil(count / Math.ceil(count / maxImages));
+  const batchSize = chooseBatchSize({ count, maxImages, requested: options.resume?.batchSize ?? options.batchSize });
   const steps: PruneStep[] = sparsities.map((sparsity) => ({
     sparsity,
     weights: new Float32Array(count * q),
     mask: new Uint8Array(count * q),
     psnr: new Float32Array(count),
   }));
-  const total = count * iterations * sparsities.length;
+  const firstImage = applyResume(options.resume, { count, q, steps });
+  const total = (count - firstImage) * iterations * sparsities.length;
   let done = 0;
 
   const batch = await SirenFitBatch.create(gpu, {
@@ -131,7 +169,7 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
     quantization,
   });
   try {
-    for (let first = 0; first < count; first += batchSize) {
+    for (let first = firstImage; first < count; first += batchSize) {
       const n = Math.min(batchSize, count - first);
       const batchImages = images.subarray(first * pixels * 3, (first + n) * pixels * 3);
       let weights: Float32Array = options.weights.slice(first * q, (first + n) * q);
@@ -154,11 +192,59 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
         steps[k].mask.set(mask, first * q);
         steps[k].psnr.set(scores.best, first);
       }
+      await options.onBatch?.({ imagesDone: first + n, imageCount: count, batchSize, steps });
     }
   } finally {
     batch.destroy();
   }
   return { steps, batchSize, seconds: (performance.now() - started) / 1000 };
+}
+
+// Equal batches by default, as in encode; a requested size must fit the GPU.
+function chooseBatchSize(input: { count: number; maxImages: number; requested?: number }): number {
+  const { count, maxImages, requested } = input;
+  if (requested === undefined) return Math.ceil(count / Math.ceil(count / maxImages));
+  if (!Number.isInteger(requested) || requested < 1) {
+    throw new RangeError(`Batch size must be a positive integer, got ${requested}.`);
+  }
+  if (requested > maxImages) {
+    throw new RangeError(
+      `Batch size ${requested} does not fit: at most ${maxImages} images of this shape fit ` +
+        "the adapter's binding limit and the memory budget.",
+    );
+  }
+  return Math.min(count, requested);
+}
+
+// Copies the finished images of an earlier run into `steps` and returns the first image to fine-tune.
+function applyResume(
+  resume: PruneResume | undefined,
+  target: { count: number; q: number; steps: PruneStep[] },
+): number {
+  if (!resume) return 0;
+  const { count, q, steps } = target;
+  const done = resume.imagesDone;
+  if (!Number.isInteger(done) || done < 0 || done > count) {
+    throw new RangeError(`resume.imagesDone must be an integer between 0 and ${count}, got ${done}.`);
+  }
+  if (resume.steps.length !== steps.length) {
+    throw new RangeError(`resume has ${resume.steps.length} steps, but the schedule has ${steps.length}.`);
+  }
+  resume.steps.forEach((step, k) => {
+    if (step.sparsity !== steps[k].sparsity) {
+      throw new RangeError(`resume step ${k} has sparsity ${step.sparsity}, but the schedule has ${steps[k].sparsity}.`);
+    }
+    if (step.weights.length !== done * q || step.mask.length !== done * q || step.psnr.length !== done) {
+      throw new RangeError(
+        `resume step ${k} must hold ${done * q} weights, ${done * q} mask entries and ${done} PSNR values ` +
+          `for ${done} images, got ${step.weights.length}, ${step.mask.length} and ${step.psnr.length}.`,
+      );
+    }
+    steps[k].weights.set(step.weights);
+    steps[k].mask.set(step.mask);
+    steps[k].psnr.set(step.psnr);
+  });
+  return done;
 }
 
 function validateSparsities(sparsities: readonly number[]): void {
