@@ -4,6 +4,8 @@
 import { assert, assertEquals } from "@std/assert";
 import { join } from "@std/path";
 import { Log } from "../src/cli/log.ts";
+import { decodeQans, encodeQans } from "../src/format/entropy.ts";
+import { readRinr } from "../src/format/mod.ts";
 import { compressStage, decodeStage, encodeStage, trainStage } from "../src/cli/stages.ts";
 
 const TINY = new URL("../../shared/data/tiny/cifar10-png", import.meta.url).pathname;
@@ -49,6 +51,12 @@ Deno.test({
     assert(Math.abs(compress.meanPsnrBefore - encode.meanPsnr) < 0.5, "PSNR from decoded PNG pixels matches the encoder's");
     assertEquals(compress.stepImages!.reduce((a, b) => a + b, 0), 20);
     assert(compress.p5Psnr <= compress.meanPsnr);
+    // The coded codes of real, pruned weights decode bit-exactly.
+    const stored = await readRinr(join(dir, "tiny-q8.rinr"));
+    const codes = stored.weights;
+    if (codes instanceof Float32Array) throw new Error("the compressed file holds fp32 weights");
+    assert(stored.sections.some((section) => section.tag === "QANS"), "the file is entropy-coded");
+    assertEquals(decodeQans(encodeQans(codes), codes), codes.codes);
     assertEquals(compress.bitsPerPixel, (8 * compress.storedBytes) / (20 * 32 * 32));
 
     const decoded = await decodeStage({ input: join(dir, "tiny-q8.rinr"), outputDir: join(dir, "png"), source: "", overwrite: false }, log);
