@@ -15,12 +15,16 @@ export const COMPRESS_OPTIONS: OptionSpec[] = [
   { name: "prune", type: "string", default: "0,0.05,0.1,0.2,0.3,0.5", help: "sparsity schedule: fractions of each prunable layer's weights removed by the steps, non-decreasing, each in [0, 1)" },
   { name: "max-psnr-drop", type: "number", min: 0, default: 1, help: "largest PSNR loss per image against its fp32 fit, in dB; each image keeps its sparsest step within it" },
   { name: "target-percent", type: "number", min: 0, help: "file size target in percent of the raw RGB size; replaces --max-psnr-drop and picks each image's step to meet it at the least PSNR loss" },
+  { name: "tune-batch", type: "integer", min: 1, help: "images fine-tuned per batch; a checkpoint is saved after each (default: as many as fit the GPU)" },
 ];
 
 /** Reads the compress settings of `values` (from COMPRESS_OPTIONS) into stage options. */
 export function compressOptions(
   values: OptionValues,
-): Pick<CompressStageOptions, "bits" | "layerToleranceDb" | "tuneIterations" | "tuneLearningRate" | "sparsities" | "maxPsnrDrop" | "targetPercent"> {
+): Pick<
+  CompressStageOptions,
+  "bits" | "layerToleranceDb" | "tuneIterations" | "tuneLearningRate" | "sparsities" | "maxPsnrDrop" | "targetPercent" | "tuneBatch"
+> {
   return {
     bits: parseBits(String(values.bits)),
     layerToleranceDb: values["layer-tolerance"] as number,
@@ -29,6 +33,7 @@ export function compressOptions(
     sparsities: parseSparsities(String(values.prune)),
     maxPsnrDrop: values["max-psnr-drop"] as number,
     targetPercent: values["target-percent"] as number | undefined,
+    tuneBatch: values["tune-batch"] as number | undefined,
   };
 }
 
@@ -78,6 +83,7 @@ export const compressCommand: Command = {
       { name: "rd-images", type: "integer", min: 1, help: "with --rd-report: sweep only the first N images (default: all)" },
       { name: "rd-coin", type: "boolean", default: false, help: "with --rd-report: add the published COIN curve, which was measured on the Kodak images" },
       { name: "force", type: "boolean", default: false, help: "replace existing output files" },
+      { name: "resume", type: "boolean", default: false, help: "continue an interrupted compress from its checkpoint <output>.partial, saved after every fine-tuning batch; the settings must match the interrupted run" },
     ],
   },
   async execute({ positionals, values }, log) {
@@ -95,6 +101,7 @@ export const compressCommand: Command = {
         source: values.source as string | undefined,
         overwrite: values.force as boolean,
         entropy: values.entropy as boolean | undefined,
+        resume: values.resume as boolean,
       }, log)
       : undefined;
     if (typeof report !== "string") return compress;

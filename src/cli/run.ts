@@ -57,6 +57,7 @@ export const runCommand: Command = {
         output: compressedPath,
         ...compressSettings,
         overwrite: values.force as boolean,
+        resume: values.resume === true,
       }, log);
     }
     log.info(`[3/3] train from ${values.input === "inr" ? compressedPath : dataset}`);

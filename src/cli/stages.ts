@@ -23,12 +23,19 @@ import {
   type TrainFingerprint,
 } from "../train/checkpoint.ts";
 import {
+  compressCheckpointPath,
+  type CompressCheckpoint,
+  compressJob,
+  compressJobDifferences,
   encodeCheckpointPath,
   type EncodeCheckpoint,
   encodeJob,
   jobDifferences,
+  readCompressCheckpoint,
   readEncodeCheckpoint,
+  removeCheckpoint,
   removeEncodeCheckpoint,
+  writeCompressCheckpoint,
   writeEncodeCheckpoint,
 } from "./checkpoint.ts";
 import { formatDuration, type Log } from "./log.ts";
@@ -324,6 +331,14 @@ export interface CompressStageOptions {
    * Both decode to the same codes. Default: whichever file is smaller.
    */
   entropy?: boolean;
+  /** Images fine-tuned per batch. Default: as many as fit the GPU memory budget, in equal batches. */
+  tuneBatch?: number;
+  /**
+   * Continue the fine-tuning from the checkpoint `<output>.partial` of an
+   * interrupted run with the same settings. Default false: an existing
+   * checkpoint is an error.
+   */
+  resume?: boolean;
 }
 
 /** Figures of a finished compression. */
@@ -382,6 +397,18 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const source = await sourceImages(file, options.source, log);
   const q = sirenParamCount(file.arch);
   const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
+  const checkpoint = compressCheckpointPath(options.output);
+  const job = await compressJob({
+    input: options.input,
+    // sourceImages has loaded this path, so it is defined.
+    source: (options.source ?? file.source)!,
+    bits: options.bits === "auto" ? "auto" : resolveLayerBits(file.arch, options.bits),
+    layerToleranceDb: options.bits === "auto" ? options.layerToleranceDb ?? 0.25 : null,
+    sparsities,
+    iterations: tuneIterations,
+    learningRate: options.tuneLearningRate ?? 3e-4,
+  }, source);
+  const resume = await loadCompressResume(checkpoint, job, options, log);
 
   // The settings go into the header's encode record, so that `run --resume` can check them.
   const withCompressRecord = (bits: number[]) => ({
@@ -401,9 +428,16 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const startedAt = performance.now();
   const result = await withGpu(log, async (gpu) => {
     const before = await psnrOnGpu(gpu, file, weights, source);
-    const bits = options.bits === "auto"
-      ? await autoLayerBits(gpu, { file, weights, source, toleranceDb: options.layerToleranceDb }, log)
-      : resolveLayerBits(file.arch, options.bits);
+    // A resumed run keeps the checkpoint's bits: the sensitivity search could choose others.
+    let bits: number[];
+    if (resume) {
+      bits = resume.bits;
+      log.info(`Bits per layer ${bits.join(",")} (from the checkpoint).`);
+    } else if (options.bits === "auto") {
+      bits = await autoLayerBits(gpu, { file, weights, source, toleranceDb: options.layerToleranceDb }, log);
+    } else {
+      bits = resolveLayerBits(file.arch, options.bits);
+    }
 
     let quantized = quantize(file.arch, weights, bits);
     let stepImages: number[] | undefined;
@@ -417,6 +451,22 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
         sparsities,
         iterations: tuneIterations,
         learningRate: options.tuneLearningRate ?? 3e-4,
+        batchSize: options.tuneBatch,
+        resume,
+        onBatch: async (batch) => {
+          await writeCompressCheckpoint(checkpoint, {
+            job,
+            bits,
+            batchSize: batch.batchSize,
+            imagesDone: batch.imagesDone,
+            steps: batch.steps.map((step) => ({
+              sparsity: step.sparsity,
+              weights: step.weights.subarray(0, batch.imagesDone * q),
+              mask: step.mask.subarray(0, batch.imagesDone * q),
+              psnr: step.psnr.subarray(0, batch.imagesDone),
+            })),
+          });
+        },
         onProgress: (p) =>
           log.progress("compress", {
             done: p.done,
@@ -476,6 +526,8 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     overwrite: options.overwrite,
     entropy: entropyCoded ? "on" : "off",
   });
+  // Only now is the finished work safe in the output, so the checkpoint can go.
+  await removeCheckpoint(checkpoint);
   const storedBytes = (await Deno.stat(options.output)).size;
   const pixels = file.labels.length * file.resolution * file.resolution;
   const zeros = countZeros(quantized);
@@ -510,6 +562,44 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
       `PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB mean, ${report.p5Psnr.toFixed(2)} dB 5th percentile; wrote ${options.output}.`,
   );
   return report;
+}
+
+// Returns the checkpoint to continue the fine-tuning from, or undefined to
+// start at the first image. Rejects a checkpoint without --resume, and one
+// whose job differs.
+async function loadCompressResume(
+  path: string,
+  job: CompressCheckpoint["job"],
+  options: CompressStageOptions,
+  log: Log,
+): Promise<CompressCheckpoint | undefined> {
+  if (!options.resume) {
+    if (!await Deno.lstat(path).then(() => true, () => false)) return undefined;
+    // A damaged checkpoint gets this message too, only without the count of finished images.
+    const saved = await readCompressCheckpoint(path).catch(() => null);
+    const progress = saved ? ` (${saved.imagesDone} of ${saved.job.images} images fine-tuned)` : "";
+    throw new UsageError(
+      `Checkpoint ${path} exists from an interrupted compress${progress}. ` +
+        `Pass --resume to continue it, or delete the file to start over.`,
+    );
+  }
+  const saved = await readCompressCheckpoint(path);
+  if (!saved) {
+    log.info(`No checkpoint ${path} found; fine-tuning from the first image.`);
+    return undefined;
+  }
+  const differences = compressJobDifferences(saved.job, job);
+  if (options.tuneBatch !== undefined && options.tuneBatch !== saved.batchSize) {
+    differences.push(`--tune-batch: ${saved.batchSize} in the checkpoint, ${options.tuneBatch} now`);
+  }
+  if (differences.length > 0) {
+    throw new UsageError(
+      `Cannot resume from checkpoint ${path}: the settings differ (${differences.join("; ")}). ` +
+        `Run again with the checkpoint's settings, or delete the file to start over.`,
+    );
+  }
+  log.info(`Resuming from checkpoint ${path}: ${saved.imagesDone} of ${saved.job.images} images fine-tuned, batch size ${saved.batchSize}.`);
+  return saved;
 }
 
 // Chooses per-layer widths by sensitivity on a sample of at most 64 images,
