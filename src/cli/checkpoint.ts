@@ -248,55 +248,6 @@ export async function readEncodeCheckpoint(path: string): Promise<EncodeCheckpoi
   };
 }
 
-/** Progress of the encode saved in a checkpoint. */
-export interface EncodeCheckpointProgress {
-  imagesDone: number;
-  /** Images of the whole encode. */
-  images: number;
-}
-
-/**
- * Reads only the header of a checkpoint, synchronously, so that a signal
- * handler can report it before the process exits without letting a pending
- * checkpoint write finish in between. Returns null when `path` does not exist
- * or its header cannot be read.
- */
-export function readEncodeCheckpointProgress(path: string): EncodeCheckpointProgress | null {
-  let file: Deno.FsFile;
-  try {
-    file = Deno.openSync(path, { read: true });
-  } catch {
-    return null;
-  }
-  try {
-    const prefix = readExactlySync(file, 16);
-    if (!prefix || !MAGIC.every((b, i) => prefix[i] === b)) return null;
-    const headerLength = new DataView(prefix.buffer).getUint32(12, true);
-    // A real header is a few hundred bytes, so a huge length means a damaged file.
-    if (headerLength > 1 << 20) return null;
-    const header = readExactlySync(file, headerLength);
-    if (!header) return null;
-    const { job, imagesDone } = JSON.parse(new TextDecoder().decode(header));
-    if (!Number.isSafeInteger(imagesDone) || !Number.isSafeInteger(job?.images)) return null;
-    return { imagesDone, images: job.images };
-  } catch {
-    return null;
-  } finally {
-    file.close();
-  }
-}
-
-function readExactlySync(file: Deno.FsFile, length: number): Uint8Array<ArrayBuffer> | null {
-  const out = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const count = file.readSync(out.subarray(filled));
-    if (count === null || count === 0) return null;
-    filled += count;
-  }
-  return out;
-}
-
 /** Deletes an encode or compress checkpoint and any temporary file left by an interrupted write. */
 export async function removeCheckpoint(path: string): Promise<void> {
   for (const file of [path, `${path}.tmp`]) {

@@ -1,8 +1,7 @@
 // `rapid-inr encode`: fit one SIREN per image of a dataset.
 
-import { type Command, EXIT } from "./mod.ts";
-import { encodeCheckpointPath, readEncodeCheckpointProgress } from "./checkpoint.ts";
-import type { Log } from "./log.ts";
+import type { Command } from "./mod.ts";
+import { encodeCheckpointPath } from "./checkpoint.ts";
 import type { OptionSpec, OptionValues } from "./options.ts";
 import { UsageError } from "./options.ts";
 import { type DatasetSpec, encodeStage, type EncodeStageOptions } from "./stages.ts";
@@ -78,35 +77,13 @@ export const encodeCommand: Command = {
   async execute({ positionals, values }, log) {
     if (positionals.length !== 1) throw new UsageError("encode takes one dataset path. Run \"rapid-inr encode --help\".");
     if (typeof values.output !== "string") throw new UsageError("Missing --output: the .rinr file to write.");
-    const stopReporting = reportInterrupt(values.output, log);
-    try {
-      return await encodeStage(encodeOptions(positionals[0], values.output, values), log);
-    } finally {
-      stopReporting();
-    }
+    // Printed before the work because Ctrl-C or a kill ends the process silently. A SIGINT
+    // handler could print it only after the GPU work in flight, which takes minutes per batch
+    // on a software adapter.
+    log.info(
+      `Finished images are saved to ${encodeCheckpointPath(values.output)} after every batch; ` +
+        "if this run stops, run the same command with --resume to continue.",
+    );
+    return await encodeStage(encodeOptions(positionals[0], values.output, values), log);
   },
 };
-
-/**
- * Makes Ctrl-C (SIGINT) end the process with exit code 130 after one line
- * stating what the checkpoint of `output` contains, until the returned
- * function is called. Without it the process would end silently, and the user
- * would not know that `--resume` keeps the finished batches.
- */
-function reportInterrupt(output: string, log: Log): () => void {
-  const checkpoint = encodeCheckpointPath(output);
-  const onInterrupt = () => {
-    // The read is synchronous because an await here would let a pending
-    // checkpoint rename land after the count was printed.
-    const progress = readEncodeCheckpointProgress(checkpoint);
-    const saved = progress
-      ? `${progress.imagesDone} of ${progress.images} images are saved in ${checkpoint}; ` +
-        "run the same command with --resume to continue."
-      : "no batch had finished, so nothing was saved.";
-    // On a terminal the progress bar has no line break yet.
-    console.error(`${log.isTerminal ? "\n" : ""}rapid-inr encode: interrupted; ${saved}`);
-    Deno.exit(EXIT.interrupted);
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  return () => Deno.removeSignalListener("SIGINT", onInterrupt);
-}
