@@ -79,7 +79,7 @@ export const compressCommand: Command = {
       { name: "source", type: "string", help: "dataset to fine-tune and measure PSNR against (default: the source recorded in the file)" },
       { name: "entropy", type: "boolean", help: "store the codes rANS-coded, which is lossless; --no-entropy keeps them packed (default: whichever file is smaller)" },
       { name: "rd-report", type: "string", help: "also sweep bit widths and sparsities and write a rate-distortion table FILE.md, with FILE.json and a plot FILE.svg, next to JPEG and WebP on the same images" },
-      { name: "rd-bits", type: "string", default: "3,4,5,6,8", help: "with --rd-report: bit widths of every layer but the first (which keeps 16)" },
+      { name: "rd-bits", type: "string", default: "3,4,5,6,8", help: "with --rd-report: bit widths of every layer but the first (which keeps 12)" },
       { name: "rd-images", type: "integer", min: 1, help: "with --rd-report: sweep only the first N images (default: all)" },
       { name: "rd-coin", type: "boolean", default: false, help: "with --rd-report: add the published COIN curve, which was measured on the Kodak images" },
       { name: "force", type: "boolean", default: false, help: "replace existing output files" },

@@ -61,7 +61,7 @@ export interface DryRunPlan {
     /** Maximum images per batch on this adapter within the 2 GiB memory budget. */
     maxBatchImages: number | null;
   } | null;
-  /** With `autoBits`, the widths and size are upper bounds: the widths are chosen at run time. */
+  /** With `autoBits`, the widths and size are estimates: the widths are chosen at run time. */
   compress: { bitsPerLayer: number[]; autoBits: boolean; estimatedFileBytes: number; rawBytes: number } | null;
   decode: { images: number; size: number; psnr: boolean } | null;
   train: {
@@ -187,8 +187,8 @@ export function inputPlan(path: string, file: RinrFile): DryRunPlan["input"] {
 
 /**
  * Returns the bit widths of --bits. For "auto", which is decided at run time,
- * it returns the widest choice the sensitivity search can make but for its
- * 16-bit fallback: 16 bits for the first layer and 8 for the others.
+ * it returns an estimate for the plan: 16 bits for the first layer and 8 for
+ * the others, the widths the search chose on CIFAR-10 images.
  */
 export function resolveBits(arch: SirenArch, values: ParsedCommand["values"]): { bits: number[]; auto: boolean } {
   const bits = parseBits(String(values.bits));

@@ -80,8 +80,8 @@ export function formatPlan(plan: DryRunPlan): string {
     add(
       "compress",
       c.autoBits
-        ? `bits per layer chosen at run time, at most ${c.bitsPerLayer.join("/")} (16 for a layer no width up to 8 keeps); ` +
-          `at most about ${formatBytes(c.estimatedFileBytes)}, ${percent}% of the raw RGB size (${formatBytes(c.rawBytes)}), before pruning`
+        ? `bits per layer chosen at run time, estimated as ${c.bitsPerLayer.join("/")}; ` +
+          `about ${formatBytes(c.estimatedFileBytes)}, ${percent}% of the raw RGB size (${formatBytes(c.rawBytes)}), before pruning`
         : `${c.bitsPerLayer.join("/")} bits per layer; about ${
           formatBytes(c.estimatedFileBytes)
         }, ${percent}% of the raw RGB size (${formatBytes(c.rawBytes)}), before pruning`,

@@ -1,7 +1,7 @@
 // `compress --rd-report`: a rate-distortion sweep of the compression settings
 // on the images of one .rinr file, next to JPEG and WebP on the same images.
 //
-// For each bit width of the sweep (the first layer stays at 16 bits, because
+// For each bit width of the sweep (the first layer stays at 12 bits, because
 // it is the most sensitive and has few weights), the images are pruned and
 // fine-tuned through the sparsity schedule as `compress` does, and every step
 // becomes one point: the size of the whole .rinr file with every image at
@@ -19,6 +19,9 @@ import { COIN_KODAK, type RdCurve, type RdReportPaths, writeRdReport } from "../
 import type { Log } from "./log.ts";
 import { UsageError } from "./options.ts";
 import { percentile, psnrOnGpu, sourceImages, withGpu } from "./stages.ts";
+
+/** Bit width of the first layer in the sweep. */
+export const FIRST_LAYER_BITS = 12;
 
 /** Settings of {@linkcode rdReportStage}. */
 export interface RdReportOptions {
@@ -75,7 +78,7 @@ export async function rdReportStage(options: RdReportOptions, log: Log): Promise
   const inrCurves = await withGpu(log, async (gpu) => {
     const curves: RdCurve[] = [];
     for (const width of bitWidths) {
-      const bits = Array.from({ length: layerCount }, (_, l) => l === 0 ? 16 : width);
+      const bits = Array.from({ length: layerCount }, (_, l) => l === 0 ? FIRST_LAYER_BITS : width);
       const method = `rapid-inr, ${width}-bit layers`;
       const tuned = await pruneAndTune(gpu, {
         arch: file.arch,
@@ -104,7 +107,7 @@ export async function rdReportStage(options: RdReportOptions, log: Log): Promise
         const psnr = await psnrOnGpu(gpu, file, dequantize(quantized), subset);
         points.push({
           method,
-          setting: `16/${width} bits, sparsity ${step.sparsity}`,
+          setting: `${FIRST_LAYER_BITS}/${width} bits, sparsity ${step.sparsity}`,
           bpp: (8 * bytes) / (count * pixels),
           psnr: meanOf(psnr),
           psnr5: percentile(psnr, 0.05),

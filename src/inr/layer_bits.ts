@@ -24,7 +24,7 @@ export interface LayerBitsOptions {
   measure: (weights: Float32Array) => Promise<Float32Array>;
   /** Largest mean PSNR loss one layer may cause alone, dB. Default 0.25. */
   toleranceDb?: number;
-  /** Widths to choose from, increasing. Default 2..8. */
+  /** Widths to choose from, increasing. Default 2..8, 10 and 12. */
   candidates?: readonly number[];
   /** Width of a layer that no candidate keeps within the tolerance. Default 16. */
   fallback?: number;
@@ -42,7 +42,7 @@ export interface LayerBitsChoice {
 export async function chooseLayerBits(options: LayerBitsOptions): Promise<LayerBitsChoice> {
   const { arch, weights, measure } = options;
   const tolerance = options.toleranceDb ?? 0.25;
-  const candidates = options.candidates ?? [2, 3, 4, 5, 6, 7, 8];
+  const candidates = options.candidates ?? [2, 3, 4, 5, 6, 7, 8, 10, 12];
   const fallback = options.fallback ?? 16;
   if (!(tolerance >= 0)) throw new RangeError(`Layer tolerance must be a non-negative number of dB, got ${tolerance}.`);
   if (candidates.length === 0) throw new RangeError("Give at least one candidate bit width.");
