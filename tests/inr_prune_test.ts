@@ -7,6 +7,7 @@ import { chooseLayerBits } from "../src/inr/layer_bits.ts";
 import { keptCounts, type PruneStep, pruneAndTune, pruneByMagnitude, selectSteps } from "../src/inr/prune.ts";
 import { dequantize, quantize } from "../src/inr/quantize.ts";
 import { type SirenArch, sirenInit, sirenLayers, sirenParamCount } from "../src/inr/siren.ts";
+import { Gpu } from "../src/gpu/device.ts";
 import { seededRandom, testGpu } from "./_util.ts";
 
 const arch: SirenArch = { sineLayers: 3, width: 8, w0: 30 };
@@ -164,4 +165,36 @@ Deno.test("pruneAndTune keeps every step and nests the masks", async () => {
     () => Promise.reject(new Error("accepted a decreasing schedule")),
     (error) => assert(error instanceof RangeError && error.message.includes("must not decrease"), String(error)),
   );
+});
+
+Deno.test("pruneAndTune halves a batch that runs out of memory", async () => {
+  const gpu = await Gpu.create({ notice: false });
+  try {
+    const side = 8;
+    const count = 4;
+    const random = seededRandom(3);
+    const images = Uint8Array.from({ length: count * side * side * 3 }, () => Math.floor(random() * 256));
+    const options = { arch, side, images, weights: initWeights(count, 4), bits: [10, 6, 6, 8], sparsities: [0, 0.3], iterations: 4 };
+    const measure = async (batchSize: number) => {
+      let held = 0;
+      const result = await pruneAndTune(gpu, { ...options, batchSize, onBatch: () => void (held = Math.max(held, gpu.allocatedBytes)) });
+      return { held, result };
+    };
+    const whole = await measure(4);
+    const pair = await measure(2);
+    // Room for 3 images: the batch of 4 fails and the halved batch of 2 fits.
+    const perImage = (whole.held - pair.held) / 2;
+    gpu.memoryLimit = pair.held + perImage;
+    const warnings: string[] = [];
+    const split = await pruneAndTune(gpu, { ...options, batchSize: 4, onWarning: (message) => warnings.push(message) });
+    assertEquals(split.batchSize, 2);
+    assertEquals(warnings, ["GPU out of memory for a batch of 4 images; fine-tuning in batches of 2 instead."]);
+    // Each image is fine-tuned on its own, so halving changes no bit of the result.
+    split.steps.forEach((step, k) => {
+      assertEquals(step.weights, whole.result.steps[k].weights);
+      assertEquals(step.psnr, whole.result.steps[k].psnr);
+    });
+  } finally {
+    gpu.destroy();
+  }
 });

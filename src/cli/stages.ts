@@ -453,6 +453,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
         learningRate: options.tuneLearningRate ?? 3e-4,
         batchSize: options.tuneBatch,
         resume,
+        onWarning: (message) => log.warn(message),
         onBatch: async (batch) => {
           await writeCompressCheckpoint(checkpoint, {
             job,

@@ -306,11 +306,14 @@ export async function encodeImages(
   return { weights, psnr, arch, iterations, batchSize, seconds, imagesPerSecond };
 }
 
-// Allocates the buffers of a fitting batch, halving the batch while the device
-// runs out of memory. Throws a `GpuOutOfMemoryError` when one image does not fit.
-async function allocateFitBatch(
+/**
+ * Allocates the buffers of a fitting batch, halving the batch while the
+ * device runs out of memory; `onWarning` gets one line naming `stage` when it
+ * was halved. Throws a `GpuOutOfMemoryError` when one image does not fit.
+ */
+export async function allocateFitBatch(
   gpu: Gpu,
-  request: { settings: SirenFitSettings; onWarning?: (message: string) => void },
+  request: { settings: SirenFitSettings; stage?: string; onWarning?: (message: string) => void },
 ): Promise<SirenFitBatch> {
   const { settings } = request;
   let capacity = settings.capacity;
@@ -322,7 +325,7 @@ async function allocateFitBatch(
       );
       if (capacity < settings.capacity) {
         request.onWarning?.(
-          `GPU out of memory for a batch of ${settings.capacity} images; encoding in batches of ${capacity} instead.`,
+          `GPU out of memory for a batch of ${settings.capacity} images; ${request.stage ?? "encoding"} in batches of ${capacity} instead.`,
         );
       }
       return batch;

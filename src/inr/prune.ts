@@ -12,7 +12,8 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { resolveLayerBits } from "./quantize.ts";
-import { maxBatchImages, SirenFitBatch } from "./siren_batch.ts";
+import { allocateFitBatch } from "./encode.ts";
+import { maxBatchImages } from "./siren_batch.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "./siren.ts";
 
 /** Default sparsity schedule: the fraction of each prunable layer's weights removed after each step. */
@@ -62,6 +63,8 @@ export interface PruneOptions {
   onBatch?: (batch: PruneBatchDone) => void | Promise<void>;
   /** Iterations per submit between progress reports. Default 50. */
   progressEvery?: number;
+  /** Receives one line when the batch was halved to fit GPU memory. Default: none. */
+  onWarning?: (message: string) => void;
   /** Called after each submit. */
   onProgress?: (progress: PruneProgress) => void;
 }
@@ -149,7 +152,7 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
   const quantization = { bits };
   const memoryBytes = options.memoryBytes ?? 2 * 1024 ** 3;
   const maxImages = maxBatchImages(gpu, { arch, side, memoryBytes, quantization });
-  const batchSize = chooseBatchSize({ count, maxImages, requested: options.resume?.batchSize ?? options.batchSize });
+  const requestedBatch = chooseBatchSize({ count, maxImages, requested: options.resume?.batchSize ?? options.batchSize });
   const steps: PruneStep[] = sparsities.map((sparsity) => ({
     sparsity,
     weights: new Float32Array(count * q),
@@ -160,14 +163,13 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
   const total = (count - firstImage) * iterations * sparsities.length;
   let done = 0;
 
-  const batch = await SirenFitBatch.create(gpu, {
-    arch,
-    side,
-    capacity: batchSize,
-    iterations,
-    learningRate,
-    quantization,
+  // Each image is fine-tuned on its own, so a batch halved to fit memory gives the same weights.
+  const batch = await allocateFitBatch(gpu, {
+    settings: { arch, side, capacity: requestedBatch, iterations, learningRate, quantization },
+    stage: "fine-tuning",
+    onWarning: options.onWarning,
   });
+  const batchSize = batch.capacity;
   try {
     for (let first = firstImage; first < count; first += batchSize) {
       const n = Math.min(batchSize, count - first);
