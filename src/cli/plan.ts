@@ -148,7 +148,7 @@ async function planEncodeStage(
   if (options.batchSize !== undefined) {
     if (maxImages !== null && options.batchSize > maxImages) {
       throw new UsageError(
-        `--encode-batch ${options.batchSize} does not fit: at most ${maxImages} images of this shape fit the adapter's binding limit and the ${
+        `--encode-batch ${options.batchSize} does not fit: at most ${maxImages} image${maxImages === 1 ? "" : "s"} of this shape fit the adapter's binding limit and the ${
           formatBytes(DEFAULT_MEMORY_BYTES)
         } memory budget.`,
       );

@@ -255,7 +255,9 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
     seed: options.seed,
     skippedImages: dataset.skipped?.length ?? 0,
   };
-  log.result(`Encoded ${report.images} images in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  // After a resume, the time and the rate cover only the images fitted by this run.
+  const fittedNow = resume ? ` (${report.images - resume.imagesDone} in this run)` : "";
+  log.result(`Encoded ${report.images} images${fittedNow} in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
 }
 

@@ -226,7 +226,7 @@ export async function encodeImages(
     requirePositiveInteger("Batch size", options.batchSize);
     if (options.batchSize > maxImages) {
       throw new RangeError(
-        `Batch size ${options.batchSize} does not fit: at most ${maxImages} images of this shape fit ` +
+        `Batch size ${options.batchSize} does not fit: at most ${maxImages} image${maxImages === 1 ? "" : "s"} of this shape fit ` +
           `the adapter's binding limit and the memory budget of ${memoryBytes} bytes.`,
       );
     }
