@@ -9,6 +9,7 @@
 // WebP encode the same source images at the quality per image that matches
 // each rapid-inr rate, and across a quality sweep.
 
+import { basename } from "@std/path";
 import type { RinrFile } from "../format/mod.ts";
 import { encodeRinr, readRinr } from "../format/mod.ts";
 import { pruneAndTune } from "../inr/prune.ts";
@@ -131,7 +132,7 @@ export async function rdReportStage(options: RdReportOptions, log: Log): Promise
   const curves = [...inrCurves, ...matched, ...swept, ...(options.coin ? [COIN_KODAK] : [])];
   const paths = await writeRdReport(options.output, {
     curves,
-    title: `Rate-distortion of rapid-inr, JPEG and WebP on ${count} images of ${options.input}`,
+    title: `Rate-distortion of rapid-inr, JPEG and WebP on ${count} images of ${basename(options.input)}`,
     images: `${count} images of ${side}x${side} px from ${file.source || options.input}; rapid-inr fine-tuned ${options.tuneIterations} iterations per pruning step`,
     overwrite: options.overwrite,
   });

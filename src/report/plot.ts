@@ -7,7 +7,7 @@ import type { RdCurve } from "./rd.ts";
 export interface RdPlotOptions {
   /** Title above the plot. Default: none. */
   title?: string;
-  /** Image width in SVG pixels. Default: 720. */
+  /** Image width in SVG pixels, the legend included. Default: 720 plus the legend's width. */
   width?: number;
   /** Image height in SVG pixels. Default: 480. */
   height?: number;
@@ -53,12 +53,14 @@ interface Axis {
  * a legend entry. Markers are `<circle>`, `<rect>` or `<polygon>` elements.
  */
 export function renderRdPlot(curves: RdCurve[], options: RdPlotOptions = {}): string {
-  const width = options.width ?? 720;
+  // The legend sits right of the plot area, so that it never hides points.
+  const legendWidth = legendBoxWidth(curves) + 16;
+  const width = options.width ?? 720 + legendWidth;
   const height = options.height ?? 480;
   const area = {
     left: MARGIN.left,
     top: MARGIN.top,
-    width: width - MARGIN.left - MARGIN.right,
+    width: width - MARGIN.left - MARGIN.right - legendWidth,
     height: height - MARGIN.top - MARGIN.bottom,
   };
   if (area.width < 50 || area.height < 50) {
@@ -86,11 +88,14 @@ export function renderRdPlot(curves: RdCurve[], options: RdPlotOptions = {}): st
     `<rect x="0" y="0" width="${width}" height="${height}" fill="white"/>`,
   ];
   if (options.title) {
+    // An estimate: 14-pixel bold sans-serif averages under 8 pixels per character.
+    const maxChars = Math.floor((width - 20) / 8);
+    const title = options.title.length > maxChars ? `${options.title.slice(0, maxChars - 1)}\u2026` : options.title;
     parts.push(
       `<text x="${
         width / 2
-      }" y="24" text-anchor="middle" font-family="sans-serif" font-size="15" ` +
-        `font-weight="bold">${escapeXml(options.title)}</text>`,
+      }" y="24" text-anchor="middle" font-family="sans-serif" font-size="14" ` +
+        `font-weight="bold">${escapeXml(title)}</text>`,
     );
   }
   parts.push(...renderAxes(area, xAxis, yAxis, toX, toY));
@@ -165,18 +170,22 @@ function renderAxes(
   return parts;
 }
 
-/** Draws the legend in the lower right corner of the plot area, where rate-distortion curves rarely pass. */
+// Width of the legend box. An estimate of the text width: 12-pixel
+// sans-serif averages under 7 pixels per character.
+function legendBoxWidth(curves: RdCurve[]): number {
+  return Math.max(0, ...curves.map((curve) => curve.method.length)) * 7 + 44;
+}
+
+/** Draws the legend right of the plot area, aligned with its top. */
 function renderLegend(
   curves: RdCurve[],
   area: { left: number; top: number; width: number; height: number },
 ): string[] {
   const rowHeight = 18;
-  // An estimate of the text width: 12-pixel sans-serif averages under 7 pixels per character.
-  const textWidth = Math.max(...curves.map((curve) => curve.method.length)) * 7;
-  const boxWidth = textWidth + 44;
+  const boxWidth = legendBoxWidth(curves);
   const boxHeight = curves.length * rowHeight + 10;
-  const left = area.left + area.width - boxWidth - 8;
-  const top = area.top + area.height - boxHeight - 8;
+  const left = area.left + area.width + 16;
+  const top = area.top;
   const parts = [
     `<rect x="${left}" y="${top}" width="${boxWidth}" height="${boxHeight}" fill="white" ` +
     `fill-opacity="0.9" stroke="#999999"/>`,
