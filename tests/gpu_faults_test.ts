@@ -435,3 +435,34 @@ Deno.test("shader compile error names kernel and compiler message", async () => 
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+Deno.test("compress CLI keeps finished fine-tuning batches when the device is lost", async () => {
+  const root = await Deno.makeTempDir({ prefix: "gpu_faults_" });
+  try {
+    await writeStripes(join(root, "data"), { train: 3, test: 0, side: 16 });
+    const fp32 = join(root, "fp32.rinr");
+    const encoded = await runCliCapturingErrors(["encode", join(root, "data"), "-o", fp32, ...ENCODE_ARGS]);
+    assertEquals(encoded.code, EXIT.ok, encoded.errors);
+    const output = join(root, "small.rinr");
+    const args = [
+      "compress", fp32, "-o", output, "--bits", "6", "--tune-iterations", "4", "--prune", "0,0.3", "--tune-batch", "2", "--quiet",
+    ];
+    const reference = await runCliCapturingErrors([...args.slice(0, 3), join(root, "reference.rinr"), ...args.slice(4)]);
+    assertEquals(reference.code, EXIT.ok, reference.errors);
+
+    // 2 images x 4 iterations x 2 steps finish the first batch; the next report is inside the second.
+    const lost = await runWithLostDevice(args, { method: "progress", when: (stage, state) => stage === "compress" && state!.done > 16 });
+    assert(lost.destroyed, "the hook destroyed the device");
+    assertEquals(lost.code, EXIT.gpu, lost.errors);
+    assertStringIncludes(lost.errors, `2 of 6 images are fine-tuned and saved in ${output}.partial; run the same command with --resume to continue.`);
+    assert(!lost.errors.includes("    at "), `no stack trace:\n${lost.errors}`);
+    assert(!(await exists(output)), "no output after the loss");
+
+    const resumed = await runCliCapturingErrors([...args, "--resume"]);
+    assertEquals(resumed.code, EXIT.ok, resumed.errors);
+    assertEquals(await Deno.readFile(output), await Deno.readFile(join(root, "reference.rinr")));
+    assert(!(await exists(`${output}.partial`)), "the finished run removes its checkpoint");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -428,6 +428,8 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     },
   });
   const startedAt = performance.now();
+  // Images whose fine-tuning is saved in the checkpoint, for the message when the device is lost.
+  let tunedSaved = resume?.imagesDone ?? 0;
   const result = await withGpu(log, async (gpu) => {
     const before = await psnrOnGpu(gpu, file, weights, source);
     // A resumed run keeps the checkpoint's bits: the sensitivity search could choose others.
@@ -457,6 +459,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
         resume,
         onWarning: (message) => log.warn(message),
         onBatch: async (batch) => {
+          tunedSaved = batch.imagesDone;
           await writeCompressCheckpoint(checkpoint, {
             job,
             bits,
@@ -519,6 +522,12 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     } finally {
       decoder.destroy();
     }
+  }).catch((error) => {
+    if (!(error instanceof GpuDeviceLostError)) throw error;
+    if (tunedSaved === 0) throw error.withNote("No fine-tuning batch had finished, so nothing was saved; run the same command again.");
+    throw error.withNote(
+      `${tunedSaved} of ${file.labels.length} images are fine-tuned and saved in ${checkpoint}; run the same command with --resume to continue.`,
+    );
   });
   const { quantized, after } = result;
 
