@@ -89,6 +89,14 @@ Deno.test("progress bar fits the terminal width", () => {
   assert(visible.length < 60, `${visible.length} columns: ${JSON.stringify(visible)}`);
 });
 
+Deno.test("progress bar width 0 is unknown", () => {
+  // `script` runs commands on a pseudo-terminal that reports 0 columns.
+  const { log, output } = fakeLog({ columns: 0 });
+  log.progress("encode", { done: 1, total: 4, unit: "images", startedAt: 0, status: "batch mean PSNR 31.50 dB" });
+  assertStringIncludes(output[0], "encode 1/4 images");
+  assertStringIncludes(output[0], "batch mean PSNR 31.50 dB");
+});
+
 Deno.test("progress without a terminal prints periodic plain lines", () => {
   const { log, output, advance } = fakeLog({ isTerminal: false });
   const state = { total: 100, unit: "images", startedAt: 0, status: "batch mean PSNR 20.00 dB" };

@@ -20,7 +20,10 @@ export interface LogOptions {
   isTerminal?: boolean;
   /** Whether NO_COLOR is set. Default: `Deno.noColor`. */
   noColor?: boolean;
-  /** Terminal width in columns, to keep the bar on one line. Default: `Deno.consoleSize()` on a terminal. */
+  /**
+   * Terminal width in columns, which keeps the bar on one line. 0 means unknown.
+   * Default: `Deno.consoleSize()` on a terminal.
+   */
   columns?: number;
   /** Clock in milliseconds, the same one as `ProgressState.startedAt`. Default: `performance.now`. */
   now?: () => number;
@@ -81,7 +84,9 @@ export class Log {
     this.color = this.isTerminal && !(options.noColor ?? Deno.noColor);
     this.plainEverySeconds = options.plainEverySeconds ?? 10;
     this.redrawEverySeconds = options.redrawEverySeconds ?? 0.1;
-    this.#columns = options.columns ?? (this.isTerminal ? terminalColumns() : undefined);
+    const columns = options.columns ?? (this.isTerminal ? terminalColumns() : undefined);
+    // Some pseudo-terminals, such as the one `script` creates, report 0 columns, which means unknown.
+    this.#columns = columns !== undefined && columns > 0 ? columns : undefined;
     this.#now = options.now ?? (() => performance.now());
     this.#writeText = options.write ?? ((text) => Deno.stderr.writeSync(encoder.encode(text)));
   }
