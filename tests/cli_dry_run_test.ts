@@ -172,6 +172,51 @@ Deno.test("dry run rejects what the run would reject", async () => {
   assertEquals(info.code, 2, "info has no --dry-run");
 });
 
+Deno.test("dry run applies the bad image rule", async () => {
+  // The first image of the first class is corrupt, and the other 11 are readable.
+  const damaged = join(dir, "damaged");
+  await writeStripes(damaged, { train: 4, test: 0, classes: ["a", "b", "c"] });
+  const broken = join(damaged, "train", "a", "0.png");
+  await Deno.writeTextFile(broken, "not a PNG");
+  const output = join(dir, "damaged.rinr");
+
+  // 1 bad image is more than the default 1% of 12, so the run would fail, and so must the dry run.
+  const refused = await spawnCli(["encode", damaged, "-o", output, "--dry-run"]);
+  assertEquals(refused.code, 3, refused.stderr);
+  assertStringIncludes(refused.stderr, "at least 1 of the 12 requested images");
+  assertStringIncludes(refused.stderr, "--max-bad-fraction");
+  assert(!refused.stderr.includes("would skip"), refused.stderr);
+
+  const strict = await spawnCli(["encode", damaged, "-o", output, "--dry-run", "--strict", "--max-bad-fraction", "1"]);
+  assertEquals(strict.code, 3, strict.stderr);
+  assertStringIncludes(strict.stderr, `rapid-inr encode: ${broken}: `);
+
+  // With 10%, one bad image is allowed, and the warning names what the dry run checked.
+  const allowed = await spawnCli([
+    "encode",
+    damaged,
+    "-o",
+    output,
+    "--dry-run",
+    "--json",
+    "--max-bad-fraction",
+    "0.1",
+  ]);
+  assertEquals(allowed.code, 0, allowed.stderr);
+  const warning = allowed.stderr.split("\n").find((line) => line.startsWith("warning: "));
+  assertStringIncludes(warning ?? "", `warning: ${broken}: `);
+  assertStringIncludes(
+    warning ?? "",
+    "The run skips this image, and fails if more than 1 of the 12 requested images are unreadable or corrupt " +
+      "(--max-bad-fraction 0.1); the dry run decodes only the images up to the first readable one.",
+  );
+  const plan = JSON.parse(allowed.stdout);
+  assertEquals(plan.dataset.images, 12);
+  assertEquals(plan.dataset.skipped.length, 1);
+  assertEquals(plan.dataset.skipped[0].path, broken);
+  assertStringIncludes(plan.notes.join(" "), "the real run may find more unreadable or corrupt images");
+});
+
 Deno.test("dry run without adapter still plans", async () => {
   // A backend this platform lacks: requestAdapter returns null.
   const backend = Deno.build.os === "darwin" ? "dx12" : "metal";

@@ -88,7 +88,8 @@ function finish(plan: DryRunPlan, force: boolean): void {
     plan.dataset?.countedBy === "listing files" || plan.testDataset?.countedBy === "listing files"
   ) {
     plan.notes.push(
-      "Counts are from listing files: unreadable or corrupt images are found, and skipped, only by the real run.",
+      "Counts are from listing files, and only the images up to the first readable one of each split were decoded, " +
+        "so the real run may find more unreadable or corrupt images; it skips them, or fails if they exceed --max-bad-fraction.",
     );
   }
   if (plan.gpuMemory.length > 0) {

@@ -291,6 +291,11 @@ export async function planSource(
       size: file.resolution,
       limitPerClass: typeof encode.limitPerClass === "number" ? encode.limitPerClass : undefined,
       limit: typeof encode.limit === "number" ? encode.limit : undefined,
+      // The run reloads the source with the fraction recorded by encode, so the plan applies it too.
+      maxBadFraction: typeof encode.maxBadFraction === "number" && encode.maxBadFraction >= 0 &&
+          encode.maxBadFraction <= 1
+        ? encode.maxBadFraction
+        : undefined,
     }, log);
   } catch (error) {
     if ((error as Error).name === "DataError" || error instanceof Deno.errors.NotFound) {

@@ -1,7 +1,8 @@
 // Dataset checks for --dry-run: counts images and classes the way the
 // loaders select them, without decoding every image. Image folders are only
-// listed, and the first image is decoded for its size. CIFAR-10 and IDX files
-// hold raw pixels, so they are read with the loader (without resizing).
+// listed, and the images up to the first readable one are decoded for its
+// size, under the loader's rule for bad images. CIFAR-10 and IDX files hold
+// raw pixels, so they are read with the loader (without resizing).
 
 import { basename, extname, join, relative } from "@std/path";
 import {
@@ -12,8 +13,12 @@ import {
   IMAGE_EXTENSIONS,
   loadDataset,
   MAX_IMAGE_FILE_BYTES,
+  DEFAULT_MAX_BAD_FRACTION,
   selectSamples,
+  type SkippedFile,
 } from "../data/mod.ts";
+import { BadImagePolicy } from "../data/bad_images.ts";
+import { readRegularFile } from "../data/files.ts";
 import type { Log } from "./log.ts";
 import type { DatasetSpec } from "./stages.ts";
 
@@ -40,6 +45,11 @@ export interface DatasetPlan {
   firstImage: { path: string; width: number; height: number } | null;
   /** Method that found `images`. */
   countedBy: "listing files" | "reading the dataset files";
+  /**
+   * Unreadable or corrupt images found before the first readable one, which
+   * the run skips. The other images are not decoded by a dry run.
+   */
+  skipped: SkippedFile[];
 }
 
 interface ImageFile {
@@ -67,6 +77,7 @@ export async function planDataset(spec: DatasetSpec, log: Log): Promise<DatasetP
       sideFrom: spec.size !== undefined ? "option" : "dataset file",
       firstImage: null,
       countedBy: "reading the dataset files",
+      skipped: [],
     };
   }
 
@@ -77,7 +88,11 @@ export async function planDataset(spec: DatasetSpec, log: Log): Promise<DatasetP
     limit: spec.limit,
   })
     .map((index) => files[index]);
-  const firstImage = await firstReadableImage(selected, log);
+  const policy = new BadImagePolicy(folder, selected.length, spec);
+  const firstImage = await firstReadableImage(selected, {
+    policy,
+    maxBadFraction: spec.maxBadFraction ?? DEFAULT_MAX_BAD_FRACTION,
+  }, log);
   if (spec.size === undefined && firstImage.width !== firstImage.height) {
     throw new DataError(
       firstImage.path,
@@ -94,6 +109,7 @@ export async function planDataset(spec: DatasetSpec, log: Log): Promise<DatasetP
     sideFrom: spec.size !== undefined ? "option" : "first image",
     firstImage,
     countedBy: "listing files",
+    skipped: policy.skipped,
   };
 }
 
@@ -211,27 +227,30 @@ async function listFiles(folder: string, visited: Set<string>): Promise<string[]
 
 /**
  * Decodes selected images in order until one succeeds, as the loader takes
- * its side from the first image it can read. Each failure is a warning,
- * since the real run skips that file.
+ * its side from the first image it can read. Each failure goes through the
+ * loader's `policy`, so the dry run fails where the run would fail on the
+ * same images: in strict mode, or once they exceed the maximum bad fraction.
+ * Otherwise it is a warning.
  */
 async function firstReadableImage(
   selected: ImageFile[],
+  rule: { policy: BadImagePolicy; maxBadFraction: number },
   log: Log,
 ): Promise<{ path: string; width: number; height: number }> {
+  // BadImagePolicy fails once the skips exceed this count.
+  const maxSkipped = Math.floor(rule.maxBadFraction * selected.length);
   for (const { path } of selected) {
     try {
-      const info = await Deno.stat(path);
-      if (!info.isFile || info.size > MAX_IMAGE_FILE_BYTES) {
-        throw new DataError(path, "is not a regular image file of at most 1 GiB.");
-      }
-      const image = await decodeImage(await Deno.readFile(path), path);
+      const image = await decodeImage(await readRegularFile(path, MAX_IMAGE_FILE_BYTES), path);
       return { path, width: image.width, height: image.height };
     } catch (error) {
-      if (
-        !(error instanceof DataError || error instanceof Deno.errors.NotFound ||
-          error instanceof Deno.errors.PermissionDenied)
-      ) throw error;
-      log.warn(`${(error as Error).message} The run would skip this image.`);
+      if (!(error instanceof DataError)) throw error;
+      rule.policy.skip(error);
+      log.warn(
+        `${error.message} The run skips this image, and fails if more than ${maxSkipped} of the ` +
+          `${selected.length} requested images are unreadable or corrupt (--max-bad-fraction ${rule.maxBadFraction}); ` +
+          "the dry run decodes only the images up to the first readable one.",
+      );
     }
   }
   throw new DataError(
