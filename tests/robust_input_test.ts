@@ -939,3 +939,36 @@ Deno.test("cli rejects an empty dataset with exit 3", async () => {
     assertNoStackTrace(bad.stderr);
   });
 });
+
+Deno.test("cli text result counts skipped images", async () => {
+  await withTempDir(async (dir) => {
+    const root = join(dir, "data");
+    const { denied } = await makeDamagedDataset(root);
+    const result = await cli(
+      ["encode", root, "-o", join(dir, "out.rinr"), ...ENCODE_FAST, "--max-bad-fraction", "0.02"],
+      ["--allow-read", `--deny-read=${denied}`],
+    );
+    assertEquals(result.code, 0, result.stderr);
+    assertStringIncludes(result.stdout, "Encoded 98 images in ");
+    assertStringIncludes(result.stdout, ", skipped 2 unreadable images");
+
+    const clean = join(dir, "clean");
+    await writeGoodImages(clean, "a", 2);
+    const none = await cli(["encode", clean, "-o", join(dir, "clean.rinr"), ...ENCODE_FAST]);
+    assertEquals(none.code, 0, none.stderr);
+    assert(!none.stdout.includes("skipped"), `no skip count without skips: ${none.stdout}`);
+  });
+});
+
+Deno.test("cli IDX file without labels", async () => {
+  await withTempDir(async (dir) => {
+    const images = join(dir, "train-images-idx3-ubyte");
+    await Deno.writeFile(images, encodeIdx({ dims: [2, 3, 3], data: new Uint8Array(18) }));
+    const result = await cli(["encode", images, "-o", join(dir, "out.rinr"), ...ENCODE_FAST]);
+    assertEquals(result.code, 3, result.stderr);
+    assertStringIncludes(result.stderr, `no label file found at ${join(dir, "train-labels-idx1-ubyte")}`);
+    assertStringIncludes(result.stderr, "put both in the same folder");
+    assert(!result.stderr.includes("loadIdx"), `library advice shown to a CLI user: ${result.stderr}`);
+    assertNoStackTrace(result.stderr);
+  });
+});

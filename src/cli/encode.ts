@@ -1,7 +1,6 @@
 // `rapid-inr encode`: fit one SIREN per image of a dataset.
 
 import type { Command } from "./mod.ts";
-import { encodeCheckpointPath } from "./checkpoint.ts";
 import type { OptionSpec, OptionValues } from "./options.ts";
 import { UsageError } from "./options.ts";
 import { type DatasetSpec, encodeStage, type EncodeStageOptions } from "./stages.ts";
@@ -77,13 +76,6 @@ export const encodeCommand: Command = {
   async execute({ positionals, values }, log) {
     if (positionals.length !== 1) throw new UsageError("encode takes one dataset path. Run \"rapid-inr encode --help\".");
     if (typeof values.output !== "string") throw new UsageError("Missing --output: the .rinr file to write.");
-    // Printed before the work because Ctrl-C or a kill ends the process silently. A SIGINT
-    // handler could print it only after the GPU work in flight, which takes minutes per batch
-    // on a software adapter.
-    log.info(
-      `Finished images are saved to ${encodeCheckpointPath(values.output)} after every batch; ` +
-        "if this run stops, run the same command with --resume to continue.",
-    );
     return await encodeStage(encodeOptions(positionals[0], values.output, values), log);
   },
 };

@@ -41,7 +41,7 @@ export interface CommandSpec {
 export const COMMON_OPTIONS: OptionSpec[] = [
   { name: "config", type: "string", help: "JSON file of option values; command-line options override it" },
   { name: "json", type: "boolean", default: false, help: "print one JSON object with the results on stdout" },
-  { name: "quiet", type: "boolean", default: false, alias: "q", help: "print only errors on stderr" },
+  { name: "quiet", type: "boolean", default: false, alias: "q", help: "print only warnings and errors on stderr" },
   { name: "verbose", type: "boolean", default: false, alias: "v", help: "print more progress detail on stderr" },
   { name: "help", type: "boolean", default: false, alias: "h", help: "show this help" },
   {

@@ -14,7 +14,7 @@ import { chooseLayerBits } from "../inr/layer_bits.ts";
 import { DEFAULT_SPARSITIES, pruneAndTune, selectSteps } from "../inr/prune.ts";
 import { dequantize, type QuantizedInrs, quantize, resolveLayerBits } from "../inr/quantize.ts";
 import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
-import { type InputKind, train, type TrainInput } from "../train/trainer.ts";
+import { cosineLearningRate, type InputKind, train, type TrainInput } from "../train/trainer.ts";
 import {
   checkTrainFingerprint,
   encodeTrainCheckpoint,
@@ -160,18 +160,28 @@ export interface EncodeReport {
 export async function encodeStage(options: EncodeStageOptions, log: Log): Promise<EncodeReport> {
   const preset = encodePreset(options.preset);
   const size = options.dataset.size ?? preset.side;
+  const checkpoint = encodeCheckpointPath(options.output);
+  // Loading a dataset can take minutes, so the outputs are checked first.
+  await refuseOverwrite(options.output, options.overwrite);
+  if (!options.resume) await refuseEncodeCheckpoint(checkpoint);
   const dataset = await loadSpec({ ...options.dataset, size }, log);
   const arch: SirenArch = { ...preset.arch, ...options.arch };
   const iterations = options.iterations ?? preset.iterations;
   const learningRate = options.learningRate ?? preset.learningRate;
-  await refuseOverwrite(options.output, options.overwrite);
-  const checkpoint = encodeCheckpointPath(options.output);
   const job = await encodeJob({ ...options.dataset, preset: preset.name, arch, iterations, learningRate, seed: options.seed }, dataset);
-  const resume = await loadResume(checkpoint, job, options, log);
+  const resume = options.resume ? await loadResume(checkpoint, job, options, log) : undefined;
+  // Printed before the work because Ctrl-C or a kill ends the process silently. A SIGINT
+  // handler could print it only after the GPU work in flight, which takes minutes per batch
+  // on a software adapter.
+  log.info(
+    `Finished images are saved to ${checkpoint} after every batch; ` +
+      "if this run stops, run the same command with --resume to continue.",
+  );
   log.info(`Encoding with ${arch.sineLayers} sine layers of width ${arch.width}, ${iterations} iterations, learning rate ${learningRate}, seed ${options.seed}.`);
 
   let saved = resume?.imagesDone ?? 0;
   let savedBatchSize = resume?.batchSize;
+  let batchStartedAt = performance.now();
   const result = await withGpu(log, (gpu) =>
     encodeImages(gpu, { images: dataset.images, count: dataset.labels.length, side: dataset.side }, {
       preset: preset.name,
@@ -190,8 +200,17 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
           weights: batch.weights.subarray(0, batch.imagesDone * (batch.weights.length / batch.imageCount)),
           psnr: batch.psnr.subarray(0, batch.imagesDone),
         });
+        const first = saved;
         saved = batch.imagesDone;
         savedBatchSize = batch.batchSize;
+        const psnr = batch.psnr.subarray(first, batch.imagesDone);
+        const now = performance.now();
+        log.detail(
+          `encode batch: images ${first + 1}-${batch.imagesDone} of ${batch.imageCount}, ` +
+            `mean PSNR ${mean(psnr).toFixed(2)} dB, min ${Math.min(...psnr).toFixed(2)} dB, ` +
+            `${((now - batchStartedAt) / 1000).toFixed(2)} s; saved to ${checkpoint}`,
+        );
+        batchStartedAt = now;
       },
       onWarning: (message) => log.warn(message),
       onProgress: (p) => {
@@ -257,12 +276,26 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
   };
   // After a resume, the time and the rate cover only the images fitted by this run.
   const fittedNow = resume ? ` (${report.images - resume.imagesDone} in this run)` : "";
-  log.result(`Encoded ${report.images} images${fittedNow} in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s), mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
+  const skipped = report.skippedImages > 0
+    ? `, skipped ${report.skippedImages} unreadable image${report.skippedImages === 1 ? "" : "s"}`
+    : "";
+  log.result(`Encoded ${report.images} images${fittedNow} in ${formatDuration(report.seconds)} (${report.imagesPerSecond.toFixed(2)} images/s)${skipped}, mean PSNR ${report.meanPsnr.toFixed(2)} dB; wrote ${options.output}.`);
   return report;
 }
 
-// Returns the checkpoint to continue from, or undefined to start at the first
-// image. Rejects a checkpoint without --resume, and one whose job differs.
+// Rejects the checkpoint of an interrupted encode when --resume is not given,
+// so that a new run never discards finished work.
+async function refuseEncodeCheckpoint(path: string): Promise<void> {
+  const saved = await readEncodeCheckpoint(path);
+  if (!saved) return;
+  throw new UsageError(
+    `Checkpoint ${path} exists from an interrupted encode (${saved.imagesDone} of ${saved.job.images} images done). ` +
+      `Pass --resume to continue it, or delete the file to start over.`,
+  );
+}
+
+// Returns the checkpoint to continue from with --resume, or undefined to start
+// at the first image. Rejects a checkpoint whose job differs.
 async function loadResume(
   path: string,
   job: EncodeCheckpoint["job"],
@@ -271,16 +304,10 @@ async function loadResume(
 ): Promise<EncodeCheckpoint | undefined> {
   const saved = await readEncodeCheckpoint(path);
   if (!saved) {
-    if (options.resume) log.info(`No checkpoint ${path} found; encoding from the first image.`);
+    log.info(`No checkpoint ${path} found; encoding from the first image.`);
     return undefined;
   }
   const progress = `${saved.imagesDone} of ${saved.job.images} images`;
-  if (!options.resume) {
-    throw new UsageError(
-      `Checkpoint ${path} exists from an interrupted encode (${progress} done). ` +
-        `Pass --resume to continue it, or delete the file to start over.`,
-    );
-  }
   const differences = jobDifferences(saved.job, job);
   if (options.batchSize !== undefined && options.batchSize !== saved.batchSize) {
     differences.push(`--encode-batch: ${saved.batchSize} in the checkpoint, ${options.batchSize} now`);
@@ -728,42 +755,66 @@ export interface DecodeStageOptions {
   overwrite: boolean;
 }
 
+/** Images decoded on the GPU and then written as PNGs in one step, and reported in one --verbose line. */
+const DECODE_CHUNK = 256;
+
 /** Decodes a .rinr file to PNGs under `<outputDir>/<class>/`. */
 export async function decodeStage(options: DecodeStageOptions, log: Log) {
   const file = await readRinr(options.input);
   const count = Math.min(options.limit ?? file.labels.length, file.labels.length);
   const size = options.size ?? file.resolution;
+  if (options.source !== undefined && size !== file.resolution) {
+    throw new UsageError(`PSNR needs the encoded size ${file.resolution}; drop --size or --source.`);
+  }
+  const paths = Array.from({ length: count }, (_, n) =>
+    join(options.outputDir, safeName(file.classNames[file.labels[n]] ?? String(file.labels[n])), `${String(n).padStart(6, "0")}.png`));
+  // Checked before the GPU work and the source images, which can take minutes.
+  if (!options.overwrite) await refuseExistingFiles(options.outputDir, paths);
+
   const startedAt = performance.now();
-  const { pixels, psnr } = await withGpu(log, async (gpu) => {
+  let decodeSeconds = 0;
+  const psnr = await withGpu(log, async (gpu) => {
     const decoder = await InrDecoder.create(gpu, file);
     try {
-      const pixels = await decoder.decodeImages({ count, size });
-      let psnr: number | undefined;
+      let imagePsnr: Float32Array | undefined;
       if (options.source !== undefined) {
-        if (size !== file.resolution) throw new UsageError(`PSNR needs the encoded size ${file.resolution}; drop --size or --source.`);
         const source = await sourceImages(file, options.source || undefined, log);
-        const all = await psnrPerImage(decoder, source);
-        psnr = mean(all.subarray(0, count));
+        imagePsnr = await psnrPerImage(decoder, source);
       }
-      return { pixels, psnr };
+      const bytes = size * size * 3;
+      for (let first = 0; first < count; first += DECODE_CHUNK) {
+        const chunk = Math.min(DECODE_CHUNK, count - first);
+        const decodeStart = performance.now();
+        const pixels = await decoder.decodeImages({ first, count: chunk, size });
+        const writeStart = performance.now();
+        decodeSeconds += (writeStart - decodeStart) / 1000;
+        for (let i = 0; i < chunk; i++) {
+          const path = paths[first + i];
+          await Deno.mkdir(join(path, ".."), { recursive: true });
+          const png = await encodePng({ rgb: pixels.subarray(i * bytes, (i + 1) * bytes), width: size, height: size });
+          await atomicWrite(path, png);
+          log.progress("decode", { done: first + i + 1, total: count, startedAt, unit: "images" });
+        }
+        const chunkPsnr = imagePsnr ? `, mean PSNR ${mean(imagePsnr.subarray(first, first + chunk)).toFixed(2)} dB` : "";
+        log.detail(
+          `decode chunk: images ${first + 1}-${first + chunk} of ${count}, ` +
+            `${((writeStart - decodeStart) / 1000).toFixed(2)} s on the GPU, ` +
+            `${((performance.now() - writeStart) / 1000).toFixed(2)} s writing PNGs${chunkPsnr}`,
+        );
+      }
+      return imagePsnr ? mean(imagePsnr.subarray(0, count)) : undefined;
     } finally {
       decoder.destroy();
     }
   });
-  const seconds = (performance.now() - startedAt) / 1000;
-
-  const bytes = size * size * 3;
-  for (let n = 0; n < count; n++) {
-    const folder = join(options.outputDir, safeName(file.classNames[file.labels[n]] ?? String(file.labels[n])));
-    await Deno.mkdir(folder, { recursive: true });
-    const path = join(folder, `${String(n).padStart(6, "0")}.png`);
-    if (!options.overwrite) await refuseOverwrite(path, false);
-    const png = await encodePng({ rgb: pixels.subarray(n * bytes, (n + 1) * bytes), width: size, height: size });
-    await atomicWrite(path, png);
-    log.progress("write PNG", { done: n + 1, total: count, startedAt, unit: "images" });
-  }
   log.result(`Decoded ${count} image${count === 1 ? "" : "s"} at ${size}x${size} px into ${options.outputDir}${psnr !== undefined ? `, mean PSNR ${psnr.toFixed(2)} dB` : ""}.`);
-  return { outputDir: options.outputDir, images: count, size, meanPsnr: psnr ?? null, decodeSeconds: seconds };
+  return { outputDir: options.outputDir, images: count, size, meanPsnr: psnr ?? null, decodeSeconds };
+}
+
+// Rejects the first of `paths` that exists. Skips the listing when `folder` does not exist yet.
+async function refuseExistingFiles(folder: string, paths: string[]): Promise<void> {
+  if (!await Deno.lstat(folder).then(() => true, () => false)) return;
+  for (const path of paths) await refuseOverwrite(path, false);
 }
 
 function safeName(name: string): string {
@@ -822,8 +873,39 @@ export function defaultCheckpointPath(output: string | undefined): string {
   return `${output.replace(/\.safetensors$/, "")}.ckpt.safetensors`;
 }
 
+/**
+ * Rejects an existing `output` without `overwrite`, and an existing training
+ * checkpoint without `resume`, before any data is loaded.
+ */
+export async function checkTrainOutputs(
+  options: Pick<TrainStageOptions, "output" | "overwrite" | "checkpoint" | "resume">,
+): Promise<void> {
+  if (options.output) await refuseOverwrite(options.output, options.overwrite);
+  if (options.resume) return;
+  const checkpoint = options.checkpoint ?? defaultCheckpointPath(options.output);
+  if (await Deno.lstat(checkpoint).then(() => true, () => false)) {
+    throw new UsageError(`Checkpoint ${checkpoint} already exists. Pass --resume to continue that run, or delete the file to start over.`);
+  }
+}
+
+/** String metadata of a classifier safetensors file, as `train -o` and `export` write it. */
+export function classifierMetadata(
+  info: { width: number; inputSize: number; classNames: string[]; seed: number },
+): Record<string, string> {
+  return {
+    format: "pt",
+    architecture: "resnet18",
+    width: String(info.width),
+    inputSize: String(info.inputSize),
+    classes: JSON.stringify(info.classNames),
+    stem: info.inputSize <= 64 ? "3x3 stride 1, no max pool" : "7x7 stride 2 with max pool",
+    seed: String(info.seed),
+  };
+}
+
 /** Trains the classifier with the chosen input pipeline and saves its weights. */
 export async function trainStage(options: TrainStageOptions, log: Log) {
+  await checkTrainOutputs(options);
   let input: TrainInput;
   let classNames: string[];
   let resolution: number;
@@ -850,7 +932,6 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
   if (trainCount < options.batch) {
     throw new UsageError(`The training set has ${trainCount} images, fewer than one batch of ${options.batch}. Use a smaller --batch.`);
   }
-  await (options.output ? refuseOverwrite(options.output, options.overwrite) : Promise.resolve());
   const test = await loadSpec({ ...options.test, size: options.size ?? resolution }, log);
   if (test.classNames.join("\n") !== classNames.join("\n")) {
     throw new UsageError(`The test split's classes (${test.classNames.join(", ")}) differ from the training classes (${classNames.join(", ")}).`);
@@ -881,6 +962,8 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
     log.info(`No checkpoint at ${checkpointFile}; starting at epoch 1.`);
   }
   log.info(`Training ResNet-18 (width ${options.width}) at ${size}x${size} px for ${options.epochs} epoch${options.epochs === 1 ? "" : "s"}, batch ${options.batch}, learning rate ${options.learningRate}, input ${options.input}, seed ${options.seed}.`);
+  const stepsPerEpoch = Math.floor(trainCount / options.batch);
+  let epochStartedAt = performance.now();
   return await withGpu(log, async (gpu) => {
     const result = await train(gpu, {
       input,
@@ -896,31 +979,37 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
       size,
       seed: options.seed,
       resume,
-      onProgress: (p) =>
+      onProgress: (p) => {
+        epochStartedAt = p.startedAt;
         log.progress(`epoch ${p.epoch + 1}/${options.epochs}`, {
           done: p.step,
           total: p.stepsPerEpoch,
           startedAt: p.startedAt,
           unit: "steps",
           status: `loss ${p.loss.toFixed(4)}`,
-        }),
+        });
+      },
       onEpoch: async (r, state) => {
+        const evaluatedAt = performance.now();
         // Saved before the log line, so a caller that stops at an epoch's message keeps that epoch.
         await atomicWrite(checkpointFile, await encodeTrainCheckpoint(state.net, { fingerprint, records: state.records }));
+        const savedAt = performance.now();
         log.info(`epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, train accuracy ${(100 * r.trainAccuracy).toFixed(1)}%, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%, ${r.imagesPerSecond.toFixed(1)} images/s`);
+        // The record gives the training rate, so the rest of the epoch's time up to onEpoch is the test evaluation.
+        const trainSeconds = (stepsPerEpoch * options.batch) / r.imagesPerSecond;
+        const evaluateSeconds = Math.max(0, (evaluatedAt - epochStartedAt) / 1000 - trainSeconds);
+        const firstRate = cosineLearningRate(options.learningRate, (r.epoch - 1) * stepsPerEpoch, stepsPerEpoch * options.epochs);
+        log.detail(
+          `epoch ${r.epoch} detail: learning rate ${significant(firstRate)} to ${significant(r.lastLearningRate)} (cosine), ` +
+            `${trainSeconds.toFixed(2)} s training, ${evaluateSeconds.toFixed(2)} s test evaluation, ` +
+            `${((savedAt - evaluatedAt) / 1000).toFixed(2)} s saving ${checkpointFile}`,
+        );
       },
     });
     try {
       if (options.output) {
         const tensors = await result.net.readTensors();
-        const metadata = {
-          format: "pt",
-          architecture: "resnet18",
-          width: String(options.width),
-          inputSize: String(size),
-          classes: JSON.stringify(classNames),
-          stem: size <= 64 ? "3x3 stride 1, no max pool" : "7x7 stride 2 with max pool",
-        };
+        const metadata = classifierMetadata({ width: options.width, inputSize: size, classNames, seed: options.seed });
         await atomicWrite(options.output, encodeSafetensors(tensors, metadata));
         log.info(`Saved the classifier weights to ${options.output}.`);
       }
@@ -935,6 +1024,7 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
         testAccuracy: result.testAccuracy,
         imagesPerSecond: result.imagesPerSecond,
         testImages: test.labels.length,
+        seed: options.seed,
         output: options.output ?? null,
       };
     } finally {
@@ -943,17 +1033,16 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
   });
 }
 
-// Returns the state to resume from, or undefined to start at epoch 1. An
-// existing checkpoint without `resume` is an error, so a run never silently
-// discards or overwrites another run's progress.
+// Formats `value` with 3 significant digits and no trailing zeros.
+function significant(value: number): string {
+  return String(Number(value.toPrecision(3)));
+}
+
+// Returns the state to resume from, or undefined to start at epoch 1.
+// `checkTrainOutputs` has already rejected an existing checkpoint without
+// `resume`, so a run never silently discards another run's progress.
 async function openTrainCheckpoint(path: string, fingerprint: TrainFingerprint, resume: boolean): Promise<TrainCheckpoint | undefined> {
-  if (!resume) {
-    const exists = await Deno.lstat(path).then(() => true, () => false);
-    if (exists) {
-      throw new UsageError(`Checkpoint ${path} already exists. Pass --resume to continue that run, or delete the file to start over.`);
-    }
-    return undefined;
-  }
+  if (!resume) return undefined;
   const checkpoint = await readTrainCheckpoint(path);
   if (checkpoint) checkTrainFingerprint(checkpoint.fingerprint, fingerprint, path);
   return checkpoint;

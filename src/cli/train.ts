@@ -5,6 +5,7 @@ import type { OptionSpec, OptionValues } from "./options.ts";
 import { UsageError } from "./options.ts";
 import { datasetSpec, DATASET_OPTIONS } from "./encode.ts";
 import {
+  checkTrainOutputs,
   type DatasetSpec,
   DEFAULT_CHECKPOINT,
   defaultCheckpointPath,
@@ -90,14 +91,16 @@ export const trainCommand: Command = {
     const data = values.data;
     if (typeof data !== "string") throw new UsageError("Missing --data: a .rinr file for --input inr, or a dataset for raw and files.");
     const options = trainOptions(values);
+    const output = values.output as string | undefined;
+    const checkpoint = (values.checkpoint as string | undefined) ?? defaultCheckpointPath(output);
+    // Before the .rinr file is read, so that an existing output fails at once.
+    await checkTrainOutputs({ output, overwrite: options.overwrite, checkpoint, resume: options.resume });
     let trainPath = data;
     if (options.input === "inr") {
       const file = await readRinr(data);
       if (!values.test && !file.source) throw new UsageError(`${data} records no source dataset. Pass --test with the dataset holding the test split.`);
       trainPath = file.source ?? "";
     }
-    const output = values.output as string | undefined;
-    const checkpoint = (values.checkpoint as string | undefined) ?? defaultCheckpointPath(output);
     try {
       return await trainStage({
         ...options,

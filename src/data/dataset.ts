@@ -302,7 +302,8 @@ export async function detectDatasetKind(path: string): Promise<DatasetKind> {
 /**
  * Loads a dataset from any supported layout (see {@linkcode detectDatasetKind}).
  * For an IDX folder, `split` "train" reads train-images-*, and "test" reads
- * t10k-images-* or test-images-*.
+ * t10k-images-* or test-images-*. The label file must sit beside its image
+ * file under the matching name; for other names, call `loadIdx` with both paths.
  */
 export async function loadDataset(path: string, options: IdxLoadOptions = {}): Promise<Dataset> {
   checkMaxBadFraction(options.maxBadFraction);
@@ -317,7 +318,7 @@ export async function loadDataset(path: string, options: IdxLoadOptions = {}): P
     throw new DataError(
       images,
       `no label file found${labels ? ` at ${labels}` : ""}. Name the files like ` +
-        "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz, or call loadIdx with both paths.",
+        "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz and put both in the same folder.",
     );
   }
   return loadIdx({ images, labels }, options);
