@@ -1,11 +1,13 @@
-// `rapid-inr export`: spawns the CLI on .rinr files of a tiny encode, reads
-// the safetensors file back, and runs the README's PyTorch example on it.
+// `rapid-inr export`: spawns the CLI on .rinr files of a tiny encode and on
+// the classifier and checkpoint of a tiny training, reads the safetensors
+// file back, and runs the README's PyTorch example on it.
 
-import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
 import { join } from "@std/path";
 import { Log } from "../src/cli/log.ts";
-import { compressStage, encodeStage } from "../src/cli/stages.ts";
+import { compressStage, encodeStage, trainStage, type TrainStageOptions } from "../src/cli/stages.ts";
 import { decodeSafetensors, readRinr, type RinrFile } from "../src/format/mod.ts";
+import { readTrainCheckpoint } from "../src/train/checkpoint.ts";
 import { dequantize } from "../src/inr/quantize.ts";
 import {
   pixelCoordinate,
@@ -134,6 +136,91 @@ Deno.test("export reports bad inputs with exit codes", async () => {
   const noOutput = await spawnCli(["export", files.q8]);
   assertEquals(noOutput.code, 2);
   assertStringIncludes(noOutput.stderr, "Missing --output");
+});
+
+// A log that ends the run at the message of epoch `stopAt`, after that epoch's checkpoint is saved.
+class StopAtEpoch extends Log {
+  constructor(readonly stopAt?: number) {
+    super("quiet", { json: true });
+  }
+  override info(message: string): void {
+    if (this.stopAt !== undefined && message.startsWith(`epoch ${this.stopAt}:`)) throw new Error("stopped");
+  }
+}
+
+Deno.test("export classifier and training checkpoint", async () => {
+  const root = join(dir, "classifier");
+  await writeStripes(join(root, "data"), { train: 4, test: 2 });
+  const output = join(root, "model.safetensors");
+  const checkpoint = join(root, "model.ckpt.safetensors");
+  const options: TrainStageOptions = {
+    input: "raw",
+    dataset: { path: join(root, "data") },
+    test: { path: join(root, "data"), split: "test" },
+    epochs: 2,
+    batch: 4,
+    learningRate: 0.1,
+    momentum: 0.9,
+    weightDecay: 5e-4,
+    width: 2,
+    seed: 7,
+    output,
+    overwrite: false,
+  };
+  // Stopped at the last epoch's message, the run leaves a checkpoint of the finished network.
+  await assertRejects(() => trainStage(options, new StopAtEpoch(2)), Error, "stopped");
+  const saved = await readTrainCheckpoint(checkpoint);
+  if (!saved) throw new Error("the stopped run must leave its checkpoint");
+
+  const fromCheckpoint = join(root, "from-checkpoint.safetensors");
+  const exported = await spawnCli(["export", checkpoint, "-o", fromCheckpoint, "--json"]);
+  assertEquals(exported.code, 0, exported.stderr);
+  const report = JSON.parse(exported.stdout);
+  assertEquals(report.inputKind, "checkpoint");
+  assertEquals(report.epochs, 2);
+  const { tensors, metadata } = decodeSafetensors(await Deno.readFile(fromCheckpoint), fromCheckpoint);
+  assert(!tensors.has("optimizer.velocity"), "the optimizer state is left out");
+  assertEquals([...tensors.keys()], [...saved.tensors.keys()]);
+  for (const [name, tensor] of saved.tensors) {
+    assertEquals(tensors.get(name)!.shape, tensor.shape, `${name} shape`);
+    assertEquals(tensors.get(name)!.data, tensor.data, `${name} values`);
+  }
+  assertEquals(tensors.get("conv1.weight")!.shape, [2, 3, 3, 3], "torchvision name and shape of the stem");
+  assertEquals(metadata.architecture, "resnet18");
+  assertEquals(metadata.width, "2");
+  assertEquals(metadata.inputSize, "8");
+  assertEquals(metadata.seed, "7");
+  assertEquals(JSON.parse(metadata.classes), ["horizontal", "vertical"]);
+  assertEquals(metadata.epochs, "2");
+  assertEquals(metadata.plannedEpochs, "2");
+
+  // Resumed after its last epoch, the run writes the classifier of the same network.
+  await trainStage({ ...options, resume: true }, new StopAtEpoch());
+  const trained = decodeSafetensors(await Deno.readFile(output), output);
+  for (const [name, tensor] of trained.tensors) {
+    assertEquals(tensors.get(name)?.data, tensor.data, `${name}: checkpoint export equals train -o`);
+  }
+  assertEquals(tensors.size, trained.tensors.size);
+
+  const fromClassifier = join(root, "from-classifier.safetensors");
+  const copied = await spawnCli(["export", output, "-o", fromClassifier]);
+  assertEquals(copied.code, 0, copied.stderr);
+  assertStringIncludes(copied.stdout, `Exported the ResNet-18 classifier (width 2) of ${output}`);
+  assertEquals(await Deno.readFile(fromClassifier), await Deno.readFile(output));
+
+  // The INR export is a safetensors file too, but not a classifier.
+  const inrs = join(root, "inrs.safetensors");
+  assertEquals((await spawnCli(["export", files.fp32, "-o", inrs])).code, 0);
+  const wrong = await spawnCli(["export", inrs, "-o", join(root, "wrong.safetensors")]);
+  assertEquals(wrong.code, 3, wrong.stderr);
+  assertStringIncludes(wrong.stderr, "neither a classifier written by train -o");
+
+  const text = join(root, "notes.txt");
+  await Deno.writeTextFile(text, "neither a .rinr nor a safetensors file");
+  const unknown = await spawnCli(["export", text, "-o", join(root, "unknown.safetensors")]);
+  assertEquals(unknown.code, 3, unknown.stderr);
+  assertStringIncludes(unknown.stderr, "is neither a .rinr file nor a readable safetensors file");
+  assert(!unknown.stderr.includes("    at "), unknown.stderr);
 });
 
 const python = "/usr/bin/python3";

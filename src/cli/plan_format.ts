@@ -111,7 +111,10 @@ export function formatPlan(plan: DryRunPlan): string {
     );
   }
   if (plan.export) {
-    const tensors = plan.export.tensors.map((t) => `${t.name} [${t.shape.join(", ")}]`).join(", ");
+    // A classifier has about 120 tensors, so long lists show their first few and a count; --json has all of them.
+    const all = plan.export.tensors;
+    const shown = all.slice(0, 8).map((t) => `${t.name} [${t.shape.join(", ")}]`).join(", ");
+    const tensors = all.length > 8 ? `${all.length} tensors: ${shown}, ...` : shown;
     add("export", `${tensors}; about ${formatBytes(plan.export.estimatedFileBytes)}`);
   }
   if (plan.adapter) {

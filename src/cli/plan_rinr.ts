@@ -1,9 +1,11 @@
-// --dry-run of the commands that read a .rinr file: compress, decode and export.
+// --dry-run of the commands that read a .rinr file: compress, decode and
+// export (which also reads classifier files).
 
 import { join } from "@std/path";
 import { readRinr } from "../format/mod.ts";
 import { packedLayout } from "../inr/quantize.ts";
 import { sirenLayers, sirenParamCount } from "../inr/siren.ts";
+import { classifierTensors, mayBeRinr } from "./export.ts";
 import type { Log } from "./log.ts";
 import { type ParsedCommand, UsageError } from "./options.ts";
 import {
@@ -138,10 +140,21 @@ export async function planExport(
   { positionals, values }: ParsedCommand,
 ): Promise<void> {
   if (positionals.length !== 1) {
-    throw new UsageError('export takes one .rinr file. Run "rapid-inr export --help".');
+    throw new UsageError('export takes one input file. Run "rapid-inr export --help".');
   }
   if (typeof values.output !== "string") {
     throw new UsageError("Missing --output: the safetensors file to write.");
+  }
+  if (!await mayBeRinr(positionals[0])) {
+    const bytes = await Deno.readFile(positionals[0]);
+    const classifier = classifierTensors(bytes, positionals[0]);
+    plan.export = {
+      tensors: classifier.tensors.map((t) => ({ name: t.name, shape: t.shape })),
+      // The same tensors with the checkpoint's optimizer state left out, so at most the input's size.
+      estimatedFileBytes: bytes.byteLength,
+    };
+    await addOutput(plan, values.output);
+    return;
   }
   const file = await readRinr(positionals[0]);
   plan.input = inputPlan(positionals[0], file);
