@@ -27,7 +27,10 @@ Deno.test("compress meets a size target by pruning and reports its figures", asy
       assertEquals(result.code, 0, result.stderr);
       return { report: JSON.parse(result.stdout), stderr: result.stderr };
     };
-    const loose = (await compress(join(dir, "loose.rinr"), "--max-psnr-drop", "100")).report;
+    const looseRun = await compress(join(dir, "loose.rinr"), "--max-psnr-drop", "100", "--verbose", "--tune-batch", "8");
+    const loose = looseRun.report;
+    // --verbose prints one line per fine-tuning batch.
+    assertEquals(looseRun.stderr.split("\n").filter((line) => line.includes("compress batch: images")).length, 2, looseRun.stderr);
     const none = (await compress(join(dir, "none.rinr"), "--max-psnr-drop", "0", "--prune", "0")).report;
     // A generous budget lets every image take the sparsest step; no step beyond 0 exists in the second run.
     assertEquals(loose.stepImages, [0, 0, loose.images]);
@@ -92,9 +95,13 @@ Deno.test("compress --rd-report writes the table, JSON and plot with JPEG and We
     const svg = await Deno.readTextFile(join(dir, "rd.svg"));
     assert(svg.startsWith("<svg") || svg.startsWith("<?xml"), svg.slice(0, 40));
     assertStringIncludes(await Deno.readTextFile(report), "rapid-inr, 6-bit layers");
-    // Existing report files are kept without --force.
-    const again = await spawnCli(["compress", fp32, "--rd-report", report, "--rd-images", "2", "--tune-iterations", "1", "--prune", "0"]);
-    assert(again.code !== 0);
+    // Existing report files are kept without --force, and the compression does not start.
+    const again = await spawnCli([
+      "compress", fp32, "-o", join(dir, "never.rinr"), "--rd-report", report, "--rd-images", "2", "--tune-iterations", "1", "--prune", "0",
+    ]);
+    assertEquals(again.code, 2, again.stderr);
+    assertStringIncludes(again.stderr, `Output ${report} already exists`);
+    assert(!(await Deno.lstat(join(dir, "never.rinr")).then(() => true, () => false)), "no compressed file was written");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -117,6 +124,15 @@ Deno.test("compress rejects bad settings with exit code 2", async () => {
       assertEquals(result.code, 2, `${flags.join(" ")}: ${result.stderr}`);
       assertStringIncludes(result.stderr, message);
     }
+    // An existing output or a leftover checkpoint fails before the source images are read.
+    await Deno.writeTextFile(join(dir, "taken.rinr"), "");
+    const taken = await spawnCli(["compress", fp32, "-o", join(dir, "taken.rinr"), "--source", join(dir, "missing-folder")]);
+    assertEquals(taken.code, 2, taken.stderr);
+    assertStringIncludes(taken.stderr, "already exists");
+    await Deno.writeTextFile(join(dir, "free.rinr.partial"), "");
+    const stale = await spawnCli(["compress", fp32, "-o", join(dir, "free.rinr"), "--source", join(dir, "missing-folder")]);
+    assertEquals(stale.code, 2, stale.stderr);
+    assertStringIncludes(stale.stderr, "Pass --resume to continue it");
     const missing = await spawnCli(["compress", fp32]);
     assertEquals(missing.code, 2);
     assertStringIncludes(missing.stderr, "--rd-report");

@@ -3,6 +3,7 @@
 
 import type { Command } from "./mod.ts";
 import { type OptionSpec, type OptionValues, UsageError } from "./options.ts";
+import { rdReportPaths } from "../report/rd.ts";
 import { rdReportStage } from "./rd_report.ts";
 import { type CompressStageOptions, compressStage } from "./stages.ts";
 
@@ -93,6 +94,14 @@ export const compressCommand: Command = {
       throw new UsageError("Missing --output: the compressed .rinr file to write (or --rd-report for a rate-distortion report only).");
     }
     const settings = compressOptions(values);
+    // Existing report files fail the command now, not after a long compression.
+    if (typeof report === "string" && values.force !== true) {
+      for (const path of Object.values(rdReportPaths(report))) {
+        if (await Deno.lstat(path).then(() => true, () => false)) {
+          throw new UsageError(`Output ${path} already exists. Choose another --rd-report path or pass --force to replace it.`);
+        }
+      }
+    }
     const compress = typeof values.output === "string"
       ? await compressStage({
         input: positionals[0],

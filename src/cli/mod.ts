@@ -38,7 +38,7 @@ const SUMMARIES: Record<string, string> = {
   train: "train a ResNet-18 from INR-decoded, raw or file-decoded batches",
   run: "encode, compress and train in one command",
   info: "print the summary of a .rinr file",
-  export: "write the INR weights of a .rinr file as a safetensors file",
+  export: "write the INR weights of a .rinr file, or a trained classifier, as a safetensors file",
 };
 
 function topHelp(): string {

@@ -407,11 +407,14 @@ export interface CompressReport {
 
 /** Quantizes (and by default prunes and fine-tunes) the weights of a .rinr file and writes a new file. */
 export async function compressStage(options: CompressStageOptions, log: Log): Promise<CompressReport> {
+  // Outputs and a leftover checkpoint are checked before anything is loaded.
+  await refuseOverwrite(options.output, options.overwrite);
+  const checkpoint = compressCheckpointPath(options.output);
+  if (!options.resume) await rejectCompressCheckpoint(checkpoint);
   const file = await readRinr(options.input);
   if (!(file.weights instanceof Float32Array)) {
     throw new UsageError(`${options.input} is already quantized. Compress the fp32 file that encode wrote.`);
   }
-  await refuseOverwrite(options.output, options.overwrite);
   const weights = file.weights;
   const tuneIterations = options.tuneIterations ?? 100;
   const sparsities = options.sparsities ?? [...DEFAULT_SPARSITIES];
@@ -426,7 +429,6 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const source = await sourceImages(file, options.source, log);
   const q = sirenParamCount(file.arch);
   const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
-  const checkpoint = compressCheckpointPath(options.output);
   const job = await compressJob({
     input: options.input,
     // sourceImages has loaded this path, so it is defined.
@@ -457,6 +459,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const startedAt = performance.now();
   // Images whose fine-tuning is saved in the checkpoint, for the message when the device is lost.
   let tunedSaved = resume?.imagesDone ?? 0;
+  let batchStarted = performance.now();
   const result = await withGpu(log, async (gpu) => {
     const before = await psnrOnGpu(gpu, file, weights, source);
     // A resumed run keeps the checkpoint's bits: the sensitivity search could choose others.
@@ -486,6 +489,15 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
         resume,
         onWarning: (message) => log.warn(message),
         onBatch: async (batch) => {
+          const now = performance.now();
+          const steps = batch.steps.map((step) =>
+            `${step.sparsity}: ${mean(step.psnr.subarray(tunedSaved, batch.imagesDone)).toFixed(2)} dB`
+          );
+          log.detail(
+            `compress batch: images ${tunedSaved + 1}-${batch.imagesDone} of ${batch.imageCount}, ` +
+              `${((now - batchStarted) / 1000).toFixed(1)} s; mean PSNR per sparsity ${steps.join(", ")}`,
+          );
+          batchStarted = now;
           tunedSaved = batch.imagesDone;
           await writeCompressCheckpoint(checkpoint, {
             job,
@@ -603,6 +615,18 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   return report;
 }
 
+// Throws when a checkpoint exists at `path`, which needs --resume or deleting.
+async function rejectCompressCheckpoint(path: string): Promise<void> {
+  if (!await Deno.lstat(path).then(() => true, () => false)) return;
+  // A damaged checkpoint gets this message too, only without the count of finished images.
+  const saved = await readCompressCheckpoint(path).catch(() => null);
+  const progress = saved ? ` (${saved.imagesDone} of ${saved.job.images} images fine-tuned)` : "";
+  throw new UsageError(
+    `Checkpoint ${path} exists from an interrupted compress${progress}. ` +
+      `Pass --resume to continue it, or delete the file to start over.`,
+  );
+}
+
 // Returns the checkpoint to continue the fine-tuning from, or undefined to
 // start at the first image. Rejects a checkpoint without --resume, and one
 // whose job differs.
@@ -613,14 +637,8 @@ async function loadCompressResume(
   log: Log,
 ): Promise<CompressCheckpoint | undefined> {
   if (!options.resume) {
-    if (!await Deno.lstat(path).then(() => true, () => false)) return undefined;
-    // A damaged checkpoint gets this message too, only without the count of finished images.
-    const saved = await readCompressCheckpoint(path).catch(() => null);
-    const progress = saved ? ` (${saved.imagesDone} of ${saved.job.images} images fine-tuned)` : "";
-    throw new UsageError(
-      `Checkpoint ${path} exists from an interrupted compress${progress}. ` +
-        `Pass --resume to continue it, or delete the file to start over.`,
-    );
+    await rejectCompressCheckpoint(path);
+    return undefined;
   }
   const saved = await readCompressCheckpoint(path);
   if (!saved) {
