@@ -12,6 +12,8 @@ import { Gpu, GpuDeviceLostError, GpuError, GpuOutOfMemoryError } from "../src/g
 import { compileKernel } from "../src/gpu/kernel.ts";
 import { type EncodeOptions, type EncodeResult, encodeImages } from "../src/inr/encode.ts";
 import { sirenImageBytes } from "../src/inr/siren_batch.ts";
+import { InrDecoder } from "../src/inr/decode.ts";
+import { quantize } from "../src/inr/quantize.ts";
 import { Log, type ProgressState } from "../src/cli/log.ts";
 import { EXIT, runCli } from "../src/cli/mod.ts";
 import { readEncodeCheckpoint } from "../src/cli/checkpoint.ts";
@@ -464,5 +466,25 @@ Deno.test("compress CLI keeps finished fine-tuning batches when the device is lo
     assert(!(await exists(`${output}.partial`)), "the finished run removes its checkpoint");
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("decoder reports a dataset that does not fit GPU memory", async () => {
+  const gpu = await Gpu.create({ notice: false });
+  try {
+    const arch = { sineLayers: 2, width: 8, w0: 30 };
+    const count = 50;
+    const weights = new Float32Array(count * (2 * 8 + 8 + 8 * 8 + 8 + 8 * 3 + 3));
+    const quantized = quantize(arch, weights, 8);
+    gpu.memoryLimit = 2048;
+    const error = await assertRejects(
+      () => InrDecoder.create(gpu, { arch, resolution: 8, weights: quantized }),
+      GpuOutOfMemoryError,
+    );
+    assertStringIncludes(error.message, `the resident dataset of ${count} images`);
+    assertStringIncludes(error.message, "fewer bits per layer");
+    assertEquals(gpu.allocatedBytes, 0, "no buffer is left behind");
+  } finally {
+    gpu.destroy();
   }
 });

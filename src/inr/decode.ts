@@ -15,7 +15,7 @@
 //   ...record the classifier dispatches into the same plan...
 //   for (let step = 0; step < steps; step++) { decode.update({ first: step * 128, step }); plan.submit(); }
 
-import { GpuError } from "../gpu/device.ts";
+import { GpuError, GpuOutOfMemoryError } from "../gpu/device.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { compileKernel, type DispatchHandle, type Kernel, Plan } from "../gpu/kernel.ts";
 import type {
@@ -174,14 +174,38 @@ export class InrDecoder {
 
     const layerTable = new Uint32Array(2 * (inrs.arch.sineLayers + 1));
     inrs.bits.forEach((bits, l) => layerTable.set([inrs.layerWordOffsets[l], bits], 2 * l));
-    const buffers = {
-      codes: gpu.buffer(inrs.codes.byteLength, "inr codes", inrs.codes),
-      ranges: gpu.buffer(inrs.ranges.byteLength, "inr ranges", inrs.ranges),
-      layers: gpu.buffer(layerTable.byteLength, "inr layer table", layerTable),
-      labels: gpu.buffer(labels.byteLength, "inr labels", labels),
-      noIndices: gpu.buffer(4, "inr decode: no indices"),
-    };
-    return new InrDecoder(gpu, { source, inrs, cached, buffers, kernels });
+    // The whole dataset stays resident, so it cannot be split like a fitting
+    // batch: running out of memory here is reported with what to change.
+    const residentBytes = inrs.codes.byteLength + inrs.ranges.byteLength + labels.byteLength;
+    const what = `the resident dataset of ${inrs.count} images (${residentBytes} bytes)`;
+    return await gpu.allocate(what, () => {
+      const created: GPUBuffer[] = [];
+      const upload = (bytes: number, label: string, data?: ArrayBufferView) => {
+        const buffer = gpu.buffer(bytes, label, data);
+        created.push(buffer);
+        return buffer;
+      };
+      try {
+        const buffers = {
+          codes: upload(inrs.codes.byteLength, "inr codes", inrs.codes),
+          ranges: upload(inrs.ranges.byteLength, "inr ranges", inrs.ranges),
+          layers: upload(layerTable.byteLength, "inr layer table", layerTable),
+          labels: upload(labels.byteLength, "inr labels", labels),
+          noIndices: upload(4, "inr decode: no indices"),
+        };
+        return new InrDecoder(gpu, { source, inrs, cached, buffers, kernels });
+      } catch (error) {
+        for (const buffer of created) gpu.release(buffer);
+        throw error;
+      }
+    }).catch((error) => {
+      if (!(error instanceof GpuOutOfMemoryError)) throw error;
+      throw new GpuOutOfMemoryError(what, {
+        detail: `${error.detail}. Compress to fewer bits per layer (compress --bits or --target-percent), ` +
+          "or encode fewer images per file",
+        bytes: residentBytes,
+      });
+    });
   }
 
   /**
