@@ -102,7 +102,7 @@ export async function encodeJob(settings: EncodeJobSettings, dataset: Dataset): 
 }
 
 // SHA-256 of the pixels, labels and class names, the identity of a loaded dataset.
-async function datasetSha256(dataset: Dataset): Promise<string> {
+function datasetSha256(dataset: Dataset): Promise<string> {
   const content = concatBytes([
     dataset.images,
     new Uint8Array(Int32Array.from(dataset.labels).buffer),
