@@ -42,6 +42,15 @@ Deno.test("compress meets a size target by pruning and reports its figures", asy
     }
     assertEquals(none.bitsPerPixel, (8 * none.storedBytes) / (none.images * 8 * 8));
     assertEquals(none.bitsPerLayer, [6, 6, 6]);
+    // info reports the zero weights and the recorded settings.
+    const info = await spawnCli(["info", join(dir, "loose.rinr"), "--json"]);
+    assertEquals(info.code, 0, info.stderr);
+    const summary = JSON.parse(info.stdout);
+    assertEquals(summary.zeroFraction, loose.sparsity);
+    assertEquals(summary.compress.sparsities, [0, 0.3, 0.6]);
+    assertEquals(summary.compress.tuneIterations, 10);
+    const text = await spawnCli(["info", join(dir, "loose.rinr")]);
+    assertStringIncludes(text.stdout, "fine-tuned 10 iterations per step over sparsities 0, 0.3, 0.6");
 
     // A target between the two sizes is met by pruning some images.
     const targetPercent = (100 * (loose.storedBytes + none.storedBytes) / 2) / none.rawBytes;

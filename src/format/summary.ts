@@ -1,5 +1,6 @@
 // The figures that `rapid-inr info` prints about a .rinr file.
 
+import { dequantize } from "../inr/quantize.ts";
 import type { SirenArch } from "../inr/siren.ts";
 import type { RinrFile } from "./rinr.ts";
 import { readRinr } from "./rinr_file.ts";
@@ -42,6 +43,10 @@ export interface RinrSummary {
   ignoredSections: string[];
   source: string;
   seed?: number;
+  /** Fraction of all weights that decode to exactly zero (pruned ones among them); 0 for fp32 files. */
+  zeroFraction: number;
+  /** Settings of the compress run that wrote the file, as it recorded them; undefined for other files. */
+  compress?: Record<string, unknown>;
 }
 
 /** Reads a .rinr file and summarizes it. Throws a `FormatError` for an invalid file. */
@@ -78,6 +83,12 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
     max = Math.max(max, value);
   }
 
+  let zeros = 0;
+  if (!(file.weights instanceof Float32Array)) {
+    for (const value of dequantize(file.weights)) if (value === 0) zeros++;
+  }
+  const compress = file.encode?.compress;
+
   const pixels = n * r * r;
   return {
     file: file.name,
@@ -102,6 +113,8 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
     ignoredSections: file.unknownSections.map((s) => s.tag),
     source: file.source ?? "",
     seed: typeof file.encode?.seed === "number" ? file.encode.seed : undefined,
+    zeroFraction: n > 0 ? zeros / (n * paramCount) : 0,
+    compress: compress && typeof compress === "object" ? compress as Record<string, unknown> : undefined,
   };
 }
 
@@ -124,13 +137,15 @@ export function formatRinrSummary(summary: RinrSummary): string {
       summary.classNames.map((name, i) => `${name} (${summary.imagesPerClass[i]})`).join(", ")
     }`,
     `SIREN        ${arch.sineLayers} sine layers x ${arch.width} wide, w0 ${arch.w0}, Q = ${summary.paramCount} parameters`,
-    `weights      ${bits}, ${summary.bitsPerWeight.toFixed(2)} bits per weight`,
+    `weights      ${bits}, ${summary.bitsPerWeight.toFixed(2)} bits per weight` +
+      (summary.weightEncoding === "f32" ? "" : `, ${(100 * summary.zeroFraction).toFixed(1)}% zero`),
     `size         ${summary.bitsPerPixel.toFixed(3)} bpp, ${
       summary.percentOfRaw.toFixed(1)
     }% of raw RGB`,
     `PSNR         ${formatPsnr(summary)}`,
     `sections     ${summary.sections.map((s) => `${s.tag} ${s.bytes} B`).join(", ")}`,
   ];
+  if (summary.compress) lines.push(`compress     ${formatCompress(summary.compress)}`);
   if (summary.ignoredSections.length > 0) {
     lines.push(
       `ignored      ${
@@ -144,6 +159,18 @@ export function formatRinrSummary(summary: RinrSummary): string {
     }`,
   );
   return lines.join("\n");
+}
+
+// One line of the recorded compress settings, such as "fine-tuned 100 iterations per step
+// over sparsities 0, 0.1; each image within 1 dB of its fp32 fit".
+function formatCompress(record: Record<string, unknown>): string {
+  const iterations = Number(record.tuneIterations ?? 0);
+  if (!(iterations > 0)) return "rounded without fine-tuning";
+  const sparsities = Array.isArray(record.sparsities) ? record.sparsities.join(", ") : "?";
+  const choice = record.targetPercent !== undefined
+    ? `steps chosen for ${record.targetPercent}% of raw`
+    : `each image within ${record.maxPsnrDrop} dB of its fp32 fit`;
+  return `fine-tuned ${iterations} iterations per step over sparsities ${sparsities}; ${choice}`;
 }
 
 function formatPsnr(summary: RinrSummary): string {
