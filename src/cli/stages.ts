@@ -1118,7 +1118,10 @@ export async function reuseCompressed(
   const header = file.header.weights;
   const layerBits = header.encoding === "uniform" ? header.bits : [];
   const bits = settings.bits;
-  const expectedBits = bits === "auto" ? layerBits : typeof bits === "number" ? layerBits.map(() => bits) : bits;
+  // With "auto" any widths are accepted: the search chose the recorded ones.
+  let expectedBits: number[] = layerBits;
+  if (typeof bits === "number") expectedBits = layerBits.map(() => bits);
+  else if (Array.isArray(bits)) expectedBits = bits;
   const record = (file.encode?.compress ?? {}) as Record<string, unknown>;
   const tuneIterations = settings.tuneIterations ?? 100;
   const matches = header.encoding === "uniform" && layerBits.join(",") === expectedBits.join(",") &&

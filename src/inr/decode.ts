@@ -177,8 +177,8 @@ export class InrDecoder {
     // The whole dataset stays resident, so it cannot be split like a fitting
     // batch: running out of memory here is reported with what to change.
     const residentBytes = inrs.codes.byteLength + inrs.ranges.byteLength + labels.byteLength;
-    const what = `the resident dataset of ${inrs.count} images (${residentBytes} bytes)`;
-    return await gpu.allocate(what, () => {
+    const allocation = `the resident dataset of ${inrs.count} images (${residentBytes} bytes)`;
+    return await gpu.allocate(allocation, () => {
       const created: GPUBuffer[] = [];
       const upload = (bytes: number, label: string, data?: ArrayBufferView) => {
         const buffer = gpu.buffer(bytes, label, data);
@@ -200,7 +200,7 @@ export class InrDecoder {
       }
     }).catch((error) => {
       if (!(error instanceof GpuOutOfMemoryError)) throw error;
-      throw new GpuOutOfMemoryError(what, {
+      throw new GpuOutOfMemoryError(allocation, {
         detail: `${error.detail}. Compress to fewer bits per layer (compress --bits or --target-percent), ` +
           "or encode fewer images per file",
         bytes: residentBytes,
