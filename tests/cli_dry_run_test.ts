@@ -113,6 +113,16 @@ Deno.test("dry run rejects what the run would reject", async () => {
   assertStringIncludes(forced.stdout, "(exists; --force replaces it)");
   assertEquals(await Deno.readTextFile(existing), "old");
 
+  // A leftover checkpoint fails the dry run as it fails the run, unless --resume continues it.
+  const interrupted = join(dir, "interrupted.rinr");
+  await Deno.writeTextFile(`${interrupted}.partial`, "");
+  const leftover = await spawnCli(["encode", data, "-o", interrupted, "--dry-run"]);
+  assertEquals(leftover.code, 2, leftover.stderr);
+  assertStringIncludes(leftover.stderr, `Checkpoint ${interrupted}.partial exists from an interrupted encode`);
+  const resumed = await spawnCli(["encode", data, "-o", interrupted, "--dry-run", "--resume"]);
+  assertEquals(resumed.code, 0, resumed.stderr);
+  await Deno.remove(`${interrupted}.partial`);
+
   const missing = await spawnCli([
     "encode",
     join(dir, "no-such-dataset"),

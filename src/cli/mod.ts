@@ -33,7 +33,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 
 const SUMMARIES: Record<string, string> = {
   encode: "fit one SIREN per image on the GPU and write a .rinr file",
-  compress: "quantize the INR weights of a .rinr file layer by layer",
+  compress: "quantize, prune and fine-tune the INRs of a .rinr file, and entropy-code them",
   decode: "decode a .rinr file to PNG images, with PSNR against the source",
   train: "train a ResNet-18 from INR-decoded, raw or file-decoded batches",
   run: "encode, compress and train in one command",

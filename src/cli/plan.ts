@@ -64,11 +64,33 @@ export async function planCommand(
       throw new UsageError(`--dry-run is not available for "${command}".`);
   }
   finish(plan, parsed.values.force === true);
+  await rejectLeftoverCheckpoints(command, parsed);
   log.result(formatPlan(plan));
   return plan;
 }
 
 // Fails on the first output that exists without --force, as the run would, and sums the peak.
+// Fails as the real run does when an interrupted encode or compress left its
+// checkpoint and --resume is not given. NOTE: training checkpoints are not checked.
+async function rejectLeftoverCheckpoints(command: string, parsed: ParsedCommand): Promise<void> {
+  if (parsed.values.resume === true) return;
+  const outputs: [string, string][] = [];
+  if (command === "encode" || command === "compress") {
+    if (typeof parsed.values.output === "string") outputs.push([command, parsed.values.output]);
+  } else if (command === "run" && parsed.values.force !== true) {
+    const outDir = parsed.values["out-dir"] as string;
+    outputs.push(["encode", join(outDir, "encoded.rinr")], ["compress", join(outDir, "compressed.rinr")]);
+  }
+  for (const [stage, output] of outputs) {
+    const checkpoint = `${output}.partial`;
+    if (await Deno.lstat(checkpoint).then(() => true, () => false)) {
+      throw new UsageError(
+        `Checkpoint ${checkpoint} exists from an interrupted ${stage}. Pass --resume to continue it, or delete the file to start over.`,
+      );
+    }
+  }
+}
+
 function finish(plan: DryRunPlan, force: boolean): void {
   const existing = plan.outputs.find((o) => o.exists);
   if (existing && !force) {
