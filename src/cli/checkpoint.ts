@@ -205,30 +205,13 @@ async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
  * UsageError naming the file when it is damaged or not a checkpoint.
  */
 export async function readEncodeCheckpoint(path: string): Promise<EncodeCheckpoint | null> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw new UsageError(`Checkpoint ${path} could not be read: ${(error as Error).message}`);
-  }
-  const damaged = (reason: string) =>
-    new UsageError(`Checkpoint ${path} is damaged (${reason}). Delete it to start the encode over.`);
-
-  if (bytes.length < 16 || !MAGIC.every((b, i) => bytes[i] === b)) throw damaged("not an encode checkpoint");
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = view.getUint32(8, true);
-  if (version !== VERSION) throw damaged(`unsupported version ${version}`);
-  const headerLength = view.getUint32(12, true);
-  if (16 + headerLength > bytes.length) throw damaged("truncated header");
-
-  let header: { job: EncodeJob; batchSize: number; imagesDone: number; paramCount: number };
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + headerLength)));
-  } catch {
-    throw damaged("invalid JSON header");
-  }
-  const { job, batchSize, imagesDone, paramCount } = header ?? {};
+  const file = await readCheckpointFile<{ job: EncodeJob; batchSize: number; imagesDone: number; paramCount: number }>(
+    path,
+    { magic: MAGIC, kind: "an encode checkpoint", restart: "the encode" },
+  );
+  if (!file) return null;
+  const { bytes, headerLength, damaged } = file;
+  const { job, batchSize, imagesDone, paramCount } = file.header ?? {};
   if (typeof job !== "object" || job === null) throw damaged("missing job");
   for (const [name, value] of Object.entries({ batchSize, imagesDone, paramCount })) {
     if (!Number.isSafeInteger(value) || value < 0) throw damaged(`invalid ${name} ${value}`);
@@ -246,6 +229,37 @@ export async function readEncodeCheckpoint(path: string): Promise<EncodeCheckpoi
     weights: floats.slice(0, weightCount),
     psnr: floats.slice(weightCount),
   };
+}
+
+// Reads a checkpoint file and its JSON header: magic, u32 version, u32 header
+// length, then the header. Returns null when `path` does not exist. `damaged`
+// builds the error for a problem found later in the payload.
+async function readCheckpointFile<Header>(
+  path: string,
+  format: { magic: Uint8Array; kind: string; restart: string },
+): Promise<{ bytes: Uint8Array; header: Header; headerLength: number; damaged: (reason: string) => UsageError } | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw new UsageError(`Checkpoint ${path} could not be read: ${(error as Error).message}`);
+  }
+  const damaged = (reason: string) =>
+    new UsageError(`Checkpoint ${path} is damaged (${reason}). Delete it to start ${format.restart} over.`);
+
+  if (bytes.length < 16 || !format.magic.every((b, i) => bytes[i] === b)) throw damaged(`not ${format.kind}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = view.getUint32(8, true);
+  if (version !== VERSION) throw damaged(`unsupported version ${version}`);
+  const headerLength = view.getUint32(12, true);
+  if (16 + headerLength > bytes.length) throw damaged("truncated header");
+  try {
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + headerLength))) as Header;
+    return { bytes, header, headerLength, damaged };
+  } catch {
+    throw damaged("invalid JSON header");
+  }
 }
 
 /** Deletes an encode or compress checkpoint and any temporary file left by an interrupted write. */
@@ -383,30 +397,12 @@ export async function writeCompressCheckpoint(path: string, checkpoint: Compress
  * a UsageError naming the file when it is damaged or not a compress checkpoint.
  */
 export async function readCompressCheckpoint(path: string): Promise<CompressCheckpoint | null> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw new UsageError(`Checkpoint ${path} could not be read: ${(error as Error).message}`);
-  }
-  const damaged = (reason: string) =>
-    new UsageError(`Checkpoint ${path} is damaged (${reason}). Delete it to start the compression over.`);
-
-  if (bytes.length < 16 || !COMPRESS_MAGIC.every((b, i) => bytes[i] === b)) throw damaged("not a compress checkpoint");
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = view.getUint32(8, true);
-  if (version !== VERSION) throw damaged(`unsupported version ${version}`);
-  const headerLength = view.getUint32(12, true);
-  if (16 + headerLength > bytes.length) throw damaged("truncated header");
-
-  let header: { job: CompressJob; bits: number[]; batchSize: number; imagesDone: number; paramCount: number };
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + headerLength)));
-  } catch {
-    throw damaged("invalid JSON header");
-  }
-  const { job, bits, batchSize, imagesDone, paramCount } = header ?? {};
+  const file = await readCheckpointFile<
+    { job: CompressJob; bits: number[]; batchSize: number; imagesDone: number; paramCount: number }
+  >(path, { magic: COMPRESS_MAGIC, kind: "a compress checkpoint", restart: "the compression" });
+  if (!file) return null;
+  const { bytes, headerLength, damaged } = file;
+  const { job, bits, batchSize, imagesDone, paramCount } = file.header ?? {};
   if (typeof job !== "object" || job === null) throw damaged("missing job");
   const sparsities = job.sparsities;
   if (!Array.isArray(sparsities) || sparsities.length === 0 || !sparsities.every((s) => typeof s === "number")) {
