@@ -473,9 +473,11 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
       bits = resolveLayerBits(file.arch, options.bits);
     }
 
-    let quantized = quantize(file.arch, weights, bits);
+    let quantized: QuantizedInrs;
     let stepImages: number[] | undefined;
-    if (tuneIterations > 0) {
+    if (tuneIterations === 0) {
+      quantized = quantize(file.arch, weights, bits);
+    } else {
       const tuned = await pruneAndTune(gpu, {
         arch: file.arch,
         side: file.resolution,
@@ -539,7 +541,9 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
         // budget tightened by the excess until the file fits.
         const stepBits = tuned.steps.map((step) => codeBitsPerImage(quantize(file.arch, step.weights, { bits, mask: step.mask })));
         const targetBytes = (options.targetPercent / 100) * rawBytes;
-        let budget = sizeBudgetBits(file, { quantized, targetPercent: options.targetPercent, rawBytes });
+        // The unpruned rounding of the fp32 weights measures what the rest of the file takes.
+        const unpruned = quantize(file.arch, weights, bits);
+        let budget = sizeBudgetBits(file, { quantized: unpruned, targetPercent: options.targetPercent, rawBytes });
         chosen = selectSteps(tuned.steps, { kind: "size", maxBits: budget, stepBits });
         for (let attempt = 0; attempt < 8; attempt++) {
           const candidate = { ...file, encode: withCompressRecord(bits), weights: assemble(chosen) };
