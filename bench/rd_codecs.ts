@@ -4,9 +4,9 @@
 //
 //   deno run -A bench/rd_codecs.ts --dir KODAK_FOLDER --out /tmp/kodak_rd.md
 //
-// KODAK_FOLDER holds the 24 Kodak PNGs (kodim01.png to kodim24.png). Every
+// KODAK_FOLDER contains the 24 Kodak PNGs (kodim01.png to kodim24.png). Every
 // PNG and JPEG file directly inside --dir is measured at full size, in
-// sorted file-name order. The report holds, per codec, the points matched to
+// sorted file-name order. The report contains, per codec, the points matched to
 // the COIN rates (a quality per image) and a sweep over fixed qualities. The
 // script prints a Markdown summary of the matched points next to COIN.
 

@@ -1,9 +1,9 @@
 // `compress --rd-report`: a rate-distortion sweep of the compression settings
 // on the images of one .rinr file, next to JPEG and WebP on the same images.
 //
-// For each bit width of the sweep (the first layer stays at 12 bits, because
-// it is the most sensitive and has few weights), the images are pruned and
-// fine-tuned through the sparsity schedule as `compress` does, and every step
+// For each bit width of the sweep, the images are pruned and fine-tuned
+// through the sparsity schedule as `compress` does. The first layer stays at
+// 12 bits, because it is the most sensitive and has few weights. Every step
 // becomes one point: the size of the whole .rinr file with every image at
 // that step, and the PSNR of the decoded images against the source. JPEG and
 // WebP encode the same source images at the quality per image that matches

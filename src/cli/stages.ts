@@ -163,7 +163,7 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
   const checkpoint = encodeCheckpointPath(options.output);
   // Loading a dataset can take minutes, so the outputs are checked first.
   await refuseOverwrite(options.output, options.overwrite);
-  if (!options.resume) await refuseEncodeCheckpoint(checkpoint);
+  if (!options.resume) await rejectEncodeCheckpoint(checkpoint);
   const dataset = await loadSpec({ ...options.dataset, size }, log);
   const arch: SirenArch = { ...preset.arch, ...options.arch };
   const iterations = options.iterations ?? preset.iterations;
@@ -285,7 +285,7 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
 
 // Rejects the checkpoint of an interrupted encode when --resume is not given,
 // so that a new run never discards finished work.
-async function refuseEncodeCheckpoint(path: string): Promise<void> {
+async function rejectEncodeCheckpoint(path: string): Promise<void> {
   const saved = await readEncodeCheckpoint(path);
   if (!saved) return;
   throw new UsageError(
@@ -791,7 +791,7 @@ export async function decodeStage(options: DecodeStageOptions, log: Log) {
   const paths = Array.from({ length: count }, (_, n) =>
     join(options.outputDir, safeName(file.classNames[file.labels[n]] ?? String(file.labels[n])), `${String(n).padStart(6, "0")}.png`));
   // Checked before the GPU work and the source images, which can take minutes.
-  if (!options.overwrite) await refuseExistingFiles(options.outputDir, paths);
+  if (!options.overwrite) await rejectExistingFiles(options.outputDir, paths);
 
   const startedAt = performance.now();
   let decodeSeconds = 0;
@@ -834,7 +834,7 @@ export async function decodeStage(options: DecodeStageOptions, log: Log) {
 }
 
 // Rejects the first of `paths` that exists. Skips the listing when `folder` does not exist yet.
-async function refuseExistingFiles(folder: string, paths: string[]): Promise<void> {
+async function rejectExistingFiles(folder: string, paths: string[]): Promise<void> {
   if (!await Deno.lstat(folder).then(() => true, () => false)) return;
   for (const path of paths) await refuseOverwrite(path, false);
 }

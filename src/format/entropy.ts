@@ -78,10 +78,10 @@ export function encodeQans(weights: QuantizedInrs): Uint8Array {
 }
 
 /**
- * Estimates the coded size of each image's codes in bits, [N]: the cost of
- * its centred symbols (as method 2 codes them) under each layer's symbol
- * frequencies over all images, which is what a static rANS table costs up to
- * the table and a few bytes of coder state. Layers stored as f32 cost 32
+ * Estimates the coded size of each image's codes in bits, [N]. Each image
+ * costs the entropy of its centred symbols (as method 2 codes them) under
+ * each layer's symbol frequencies over all images. A static rANS coder spends
+ * that plus its table and a few bytes of state. Layers stored as f32 cost 32
  * bits per value. Ranges and the rest of the file are not included.
  */
 export function codeBitsPerImage(weights: QuantizedInrs): Float64Array {

@@ -308,8 +308,8 @@ export async function encodeImages(
 
 /**
  * Allocates the buffers of a fitting batch, halving the batch while the
- * device runs out of memory; `onWarning` gets one line naming `stage` when it
- * was halved. Throws a `GpuOutOfMemoryError` when one image does not fit.
+ * device runs out of memory. When the batch was halved, `onWarning` gets one
+ * line naming `stage`. Throws a `GpuOutOfMemoryError` when one image does not fit.
  */
 export async function allocateFitBatch(
   gpu: Gpu,

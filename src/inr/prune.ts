@@ -52,7 +52,7 @@ export interface PruneOptions {
   batchSize?: number;
   /**
    * Results of the first images from an earlier, interrupted run with the same
-   * settings; fine-tuning starts at the next image, in batches of the size
+   * settings. Fine-tuning starts at the next image, in batches of the size
    * recorded there. Default: none.
    */
   resume?: PruneResume;

@@ -1,10 +1,10 @@
 // Layer-wise uniform quantization of SIREN weights and the packed code layout.
 //
 // Each layer of each image gets its own grid over its weights and biases.
-// The grid always holds zero exactly, so that pruned weights decode to 0:
+// The grid always contains zero exactly, so that pruned weights decode to 0:
 // - lo = min(0, kept values), hi = max(0, kept values), where a kept value is
-//   one whose mask entry is 1 (every value when there is no mask);
-// - scale = f32((hi - lo) / (2^b - 1));
+//   one whose mask entry is not 0 (every value when there is no mask);
+// - scale = (hi - lo) / (2^b - 1) in f32, rounded up to 24 - b significant bits;
 // - the zero point z = round(-lo / scale), and offset = f32(0 - z * scale);
 // - a kept value v becomes code = clamp(round((v - offset) / scale), 0,
 //   2^b - 1), a pruned one becomes z, and a code decodes to offset + code * scale.
@@ -196,10 +196,10 @@ export interface QuantizationGrid {
 
 /**
  * Returns the grid of `bits` bits over [lo, hi], which must contain 0.
- * The scale is rounded up to 24 - bits significant bits, so that every
- * code * scale and offset + code * scale is exact in f32: the decoder gets the
- * same values with or without fused multiply-add, and the zero point decodes
- * to exactly 0.
+ * The scale is rounded up to 24 - bits significant bits, so every code * scale
+ * and offset + code * scale is exact in f32. The decoder thus gets the same
+ * values with or without fused multiply-add, and the zero point decodes to
+ * exactly 0.
  */
 export function zeroPointGrid(lo: number, hi: number, bits: number): QuantizationGrid {
   const levels = 2 ** bits - 1;

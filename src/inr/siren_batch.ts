@@ -10,8 +10,8 @@
 //
 // With `quantization` set, the batch fine-tunes for compression: Adam updates
 // latent f32 weights, and each iteration first projects them onto the
-// quantization grid and the pruning mask (wgsl/siren_quant.wgsl), so the
-// forward pass sees what the compressed file will decode to. The gradient
+// quantization grid and the pruning mask (wgsl/siren_quant.wgsl). The forward
+// pass thus uses the values the compressed file will decode to. The gradient
 // with respect to the projected weights updates the latent ones unchanged
 // (the straight-through estimator).
 
@@ -381,7 +381,7 @@ export class SirenFitBatch {
         adamSchedule({ ...settings, adam: this.#adam }),
       );
       if (this.quantizationBits) {
-        // theta holds the projected weights the forward pass reads; latent the ones Adam updates.
+        // theta contains the projected weights the forward pass reads, and latent the ones Adam updates.
         buffers.latent = gpu.buffer(n * q * 4, "siren latent theta");
         buffers.mask = gpu.buffer(n * q * 4, "siren pruning mask");
         const layers = sirenLayers(settings.arch).flatMap((layer, l) => [
