@@ -227,7 +227,7 @@ Deno.test("rinr with QANS reads back packed codes", () => {
     `QANS file ${codedFile.length} bytes, QCOD file ${packedFile.length}`,
   );
   const parsed = parseRinr(codedFile, "coded.rinr");
-  assertEquals(parsed.sections.map((s) => s.tag), ["HEAD", "LABL", "QRNG", "QANS"]);
+  assertEquals(parsed.sections.map((s) => s.tag), ["HEAD", "LABL", "QR16", "QANS"]);
   // Readers that predate QANS reject a required section they do not know.
   assertEquals(parsed.sections.find((s) => s.tag === "QANS")?.required, true);
   const read = parsed.weights as QuantizedInrs;
@@ -238,7 +238,7 @@ Deno.test("rinr with QANS reads back packed codes", () => {
   assertEquals(parseRinr(packedFile, "packed.rinr").sections.map((s) => s.tag), [
     "HEAD",
     "LABL",
-    "QRNG",
+    "QR16",
     "QCOD",
   ]);
 });
@@ -251,7 +251,7 @@ Deno.test("rinr auto keeps QCOD when coding does not help", () => {
   const tags = parseRinr(encodeRinr(data, { entropy: "auto" }), "f.rinr").sections.map((s) =>
     s.tag
   );
-  assertEquals(tags, ["HEAD", "LABL", "QRNG", "QCOD"]);
+  assertEquals(tags, ["HEAD", "LABL", "QR16", "QCOD"]);
 });
 
 Deno.test("rinr summary shows coded size", () => {
@@ -260,8 +260,8 @@ Deno.test("rinr summary shows coded size", () => {
   const summary = summarizeRinrFile(file);
   assertEquals(summary.entropyCoded, true);
   const qans = file.sections.find((s) => s.tag === "QANS")!;
-  const qrng = file.sections.find((s) => s.tag === "QRNG")!;
-  assertEquals(summary.weightBytes, qans.bytes + qrng.bytes);
+  const qr16 = file.sections.find((s) => s.tag === "QR16")!;
+  assertEquals(summary.weightBytes, qans.bytes + qr16.bytes);
   assert(
     formatRinrSummary(summary).includes(`rANS-coded ${qans.bytes} B`),
     formatRinrSummary(summary),

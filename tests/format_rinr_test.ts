@@ -106,7 +106,62 @@ Deno.test("rinr round trip quantized", () => {
   assertEquals(actual.codes, expected.codes);
   assertEquals(actual.ranges, expected.ranges);
   assertEquals(dequantize(actual), dequantize(expected));
-  assertEquals(file.sections.map((s) => s.tag), ["HEAD", "LABL", "QRNG", "QCOD"]);
+  assertEquals(file.sections.map((s) => s.tag), ["HEAD", "LABL", "QR16", "QCOD"]);
+});
+
+/** Returns a copy of `bytes` with `edit` applied to the payload of section `tag` and a fresh checksum. */
+function withPayload(
+  bytes: Uint8Array,
+  tag: string,
+  edit: (payload: Uint8Array) => void,
+): Uint8Array {
+  const section = parseRinr(bytes, "original").sections.find((s) => s.tag === tag)!;
+  const out = bytes.slice();
+  const payload = out.subarray(section.offset, section.offset + section.bytes);
+  edit(payload);
+  const header = out.subarray(section.offset - 24, section.offset);
+  new DataView(header.buffer, header.byteOffset).setUint32(
+    16,
+    crc32(payload, crc32(header.subarray(0, 16))),
+    true,
+  );
+  return out;
+}
+
+Deno.test("rinr stores ranges in 4 bytes per layer", () => {
+  const data = dataset(6, true);
+  const packed = data.weights as QuantizedInrs;
+  const file = parseRinr(encodeRinr(data), "q.rinr");
+  const section = file.sections.find((s) => s.tag === "QR16")!;
+  assertEquals(section.bytes, 6 * 3 * 4);
+  assertEquals((file.weights as QuantizedInrs).ranges, packed.ranges);
+
+  // Ranges from an older quantizer (scale with more than 8 significant bits)
+  // keep the f32 section and read back unchanged.
+  const older = { ...packed, ranges: packed.ranges.slice() };
+  older.ranges[0] = Math.fround(older.ranges[0] * (1 + 2 ** -12));
+  older.ranges[1] = 0;
+  const olderFile = parseRinr(encodeRinr({ ...data, weights: older }), "old.rinr");
+  assertEquals(olderFile.sections.map((s) => s.tag), ["HEAD", "LABL", "QRNG", "QCOD"]);
+  assertEquals((olderFile.weights as QuantizedInrs).ranges, older.ranges);
+});
+
+Deno.test("rinr rejects corrupt compact ranges", () => {
+  const bytes = encodeRinr(dataset(4, true));
+  // Layer 2 of image 0 has 3 bits: a zero point of 9 cannot be one of its codes.
+  const badZero = withPayload(
+    bytes,
+    "QR16",
+    (p) => new DataView(p.buffer, p.byteOffset).setUint16(10, 9, true),
+  );
+  assertFormatError(badZero, "section QR16", "image 0, layer 2", "zero point 9", "3 bits");
+  const badScale = withPayload(
+    bytes,
+    "QR16",
+    (p) => new DataView(p.buffer, p.byteOffset).setUint16(4, 0xffc0, true),
+  );
+  assertFormatError(badScale, "section QR16", "image 0, layer 1", "NaN");
+  assertFormatError(bytes.slice(0, bytes.length - 8), "QCOD");
 });
 
 Deno.test("rinr stores many classes as u32 labels", () => {
@@ -205,7 +260,7 @@ Deno.test("rinr checks header against sections", () => {
   );
   assertFormatError(
     withHeader(bytes, (h) => h.weights.encoding = "f32"),
-    "section QRNG",
+    "section QR16",
     "does not belong",
   );
   assertFormatError(
@@ -327,14 +382,15 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   assertEquals(summary.percentOfRaw, (100 * size) / (6 * 8 * 8 * 3));
   assertEquals(summary.bitsPerPixel, (8 * size) / (6 * 8 * 8));
   const q = file.weights as QuantizedInrs;
-  assertEquals(summary.bitsPerWeight, ((q.codes.byteLength + q.ranges.byteLength) * 8) / (6 * Q));
+  // Section QR16 holds 4 bytes per image and layer.
+  assertEquals(summary.bitsPerWeight, ((q.codes.byteLength + 6 * 3 * 4) * 8) / (6 * Q));
   const finite = [30, 30.25, 30.37, 30.49, 30.62].map(Math.fround);
   assertEquals(summary.psnr!.mean, finite.reduce((a, b) => a + b) / 5);
   assertEquals(summary.psnr!.min, 30);
   assertEquals(summary.exactImages, 1);
   assertEquals(summary.ignoredSections, ["NOTE"]);
   assertEquals(summary.seed, 7);
-  assertEquals(summary.sections.map((s) => s.tag), ["HEAD", "LABL", "QRNG", "QCOD", "NOTE"]);
+  assertEquals(summary.sections.map((s) => s.tag), ["HEAD", "LABL", "QR16", "QCOD", "NOTE"]);
   const text = formatRinrSummary(summary);
   assert(text.includes("uniform, bits per layer [6, 8, 3]"), text);
   assert(text.includes("1 exact"), text);

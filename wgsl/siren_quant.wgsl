@@ -17,11 +17,15 @@
 //
 // The grid is the one of src/inr/quantize.ts: lo = min(0, kept values),
 // hi = max(0, kept values), scale = (hi - lo) / (2^b - 1) rounded up to
-// 24 - b significant bits, zero point z = round(-lo / scale), offset = -z *
+// 8 significant bits, zero point z = round(-lo / scale), offset = -z *
 // scale, and value = offset + clamp(round((v - offset) / scale)) * scale.
 // WGSL's f32 division is not correctly rounded, so a value that sits within
 // an ulp of a rounding boundary may get the neighbouring code here; the file
 // always stores the codes that the CPU quantizer computes.
+
+// Mantissa bits cleared in every scale: 23 - 16 leaves 8 significant bits,
+// SCALE_SIGNIFICANT_BITS of quantize.ts.
+const SCALE_DROPPED_BITS: u32 = 16u;
 
 struct Params {
   images: u32,
@@ -94,7 +98,7 @@ fn project(
   var scale = (hi - lo) / levels;
   var offset = 0.0;
   if (scale > 0.0) {
-    scale = round_up_mantissa(scale, bits);
+    scale = round_up_mantissa(scale, SCALE_DROPPED_BITS);
     let zero = clamp(floor(-lo / scale + 0.5), 0.0, levels);
     offset = 0.0 - zero * scale;
   }

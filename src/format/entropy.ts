@@ -12,7 +12,7 @@
 //       image-major, then in the value order of the packed layout.
 //     method 2 (centred rANS): as method 1, but each code is first shifted
 //       by the zero point of its image and layer: symbol = (code - z) mod 2^b,
-//       with z = round(-offset / scale) from section QRNG. Every image's
+//       with z = round(-offset / scale) from the ranges (QRNG or QR16). Every image's
 //       zero then becomes symbol 0, so one table fits the pruned weights and
 //       the peak of the weight distribution in every image.
 // One frequency table per layer serves all images, because a layer's codes

@@ -13,6 +13,8 @@
 //   LABL  labels [N], u16 or u32 as header.labelType specifies
 //   WF32  fp32 weights [N][Q] (weights.encoding "f32")
 //   QRNG  f32 [N][L][2] scale and offset (weights.encoding "uniform")
+//   QR16  the same ranges in u16 [N][L][2], in place of QRNG; see ranges.ts.
+//         Required, like QANS.
 //   QCOD  u32 [N][wordsPerImage] packed codes, layout in src/inr/quantize.ts
 //   QANS  the same codes entropy coded (rANS), in place of QCOD; see
 //         entropy.ts. It is marked required, so readers that predate it
@@ -26,6 +28,7 @@ import { crc32 } from "node:zlib";
 import { packedLayout, type QuantizedInrs, resolveLayerBits } from "../inr/quantize.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "../inr/siren.ts";
 import { encodeQans } from "./entropy.ts";
+import { packRanges16 } from "./ranges.ts";
 
 /** First 8 bytes of every .rinr file. */
 export const RINR_MAGIC: Uint8Array = new Uint8Array([
@@ -49,6 +52,7 @@ export const KNOWN_TAGS: ReadonlySet<string> = new Set([
   "LABL",
   "WF32",
   "QRNG",
+  "QR16",
   "QCOD",
   "QANS",
 ]);
@@ -174,7 +178,12 @@ export function encodeRinrParts(data: RinrDataset, options: EncodeRinrOptions = 
   if (data.weights instanceof Float32Array) {
     sections.push({ tag: "WF32", required: true, payload: bytesOf(data.weights) });
   } else {
-    sections.push({ tag: "QRNG", required: true, payload: bytesOf(data.weights.ranges) });
+    const compact = packRanges16(data.weights.ranges, data.weights.bits);
+    sections.push(
+      compact
+        ? { tag: "QR16", required: true, payload: bytesOf(compact) }
+        : { tag: "QRNG", required: true, payload: bytesOf(data.weights.ranges) },
+    );
     sections.push(codeSection(data.weights, options.entropy ?? "off"));
   }
   for (const extra of options.extraSections ?? []) {

@@ -3,8 +3,9 @@
 
 import { crc32 } from "node:zlib";
 import { packedLayout, type QuantizedInrs, resolveLayerBits } from "../inr/quantize.ts";
-import { sirenLayers, sirenParamCount } from "../inr/siren.ts";
+import { sirenParamCount } from "../inr/siren.ts";
 import { decodeQans } from "./entropy.ts";
+import { unpackRanges16 } from "./ranges.ts";
 import {
   FormatError,
   KNOWN_TAGS,
@@ -280,6 +281,53 @@ function validateHeader(json: unknown, fail: Fail): RinrHeader {
   return h as RinrHeader;
 }
 
+function readRanges(
+  n: number,
+  bits: readonly number[],
+  payload: (tag: string) => Uint8Array,
+  byTag: Map<string, RinrSectionInfo>,
+  fail: Fail,
+): Float32Array {
+  const layerCount = bits.length;
+  if (byTag.has("QR16")) {
+    if (byTag.has("QRNG")) {
+      fail("section QRNG", "and section QR16 both store the ranges. Keep one.");
+    }
+    const bytes = payload("QR16");
+    expectBytes(
+      "section QR16",
+      bytes,
+      n * layerCount * 4,
+      `${n} images x ${layerCount} layers x (scale, zero point) u16`,
+      fail,
+    );
+    const unpacked = unpackRanges16(typedView(Uint16Array, bytes), bits);
+    if ("error" in unpacked) fail("section QR16", unpacked.error);
+    return (unpacked as { ranges: Float32Array }).ranges;
+  }
+  const bytes = payload("QRNG");
+  expectBytes(
+    "section QRNG",
+    bytes,
+    n * layerCount * 8,
+    `${n} images x ${layerCount} layers x (scale, offset) f32`,
+    fail,
+  );
+  const ranges = typedView(Float32Array, bytes);
+  const badRange = ranges.findIndex((value, i) =>
+    !Number.isFinite(value) || (i % 2 === 0 && value < 0)
+  );
+  if (badRange >= 0) {
+    fail(
+      "section QRNG",
+      `value ${badRange} is ${
+        ranges[badRange]
+      }, but scales must be finite and >= 0 and offsets finite.`,
+    );
+  }
+  return ranges;
+}
+
 function readWeights(
   header: RinrHeader,
   payload: (tag: string) => Uint8Array,
@@ -291,7 +339,7 @@ function readWeights(
   const q = header.paramCount;
   const arch = header.arch;
   if (header.weights.encoding === "f32") {
-    for (const tag of ["QRNG", "QCOD", "QANS"]) {
+    for (const tag of ["QRNG", "QR16", "QCOD", "QANS"]) {
       if (byTag.has(tag)) {
         fail(`section ${tag}`, `does not belong in a file with weights.encoding "f32".`);
       }
@@ -304,28 +352,8 @@ function readWeights(
   if (byTag.has("WF32")) {
     fail("section WF32", `does not belong in a file with weights.encoding "uniform".`);
   }
-  const layerCount = sirenLayers(arch).length;
   const { bits, wordsPerImage } = header.weights;
-  const rangeBytes = payload("QRNG");
-  expectBytes(
-    "section QRNG",
-    rangeBytes,
-    n * layerCount * 8,
-    `${n} images x ${layerCount} layers x (scale, offset) f32`,
-    fail,
-  );
-  const ranges = typedView(Float32Array, rangeBytes);
-  const badRange = ranges.findIndex((value, i) =>
-    !Number.isFinite(value) || (i % 2 === 0 && value < 0)
-  );
-  if (badRange >= 0) {
-    fail(
-      "section QRNG",
-      `value ${badRange} is ${
-        ranges[badRange]
-      }, but scales must be finite and >= 0 and offsets finite.`,
-    );
-  }
+  const ranges = readRanges(n, bits, payload, byTag, fail);
   const { layerWordOffsets } = packedLayout(arch, bits);
   let codes: Uint32Array;
   if (byTag.has("QANS")) {

@@ -59,7 +59,7 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
   const n = file.labels.length;
   const r = file.resolution;
   const paramCount = file.header.paramCount;
-  const weightTags = new Set(["WF32", "QRNG", "QCOD", "QANS"]);
+  const weightTags = new Set(["WF32", "QRNG", "QR16", "QCOD", "QANS"]);
   const weightBytes = file.sections.filter((s) => weightTags.has(s.tag)).reduce(
     (sum, s) => sum + s.bytes,
     0,

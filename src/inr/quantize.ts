@@ -4,7 +4,9 @@
 // The grid always contains zero exactly, so that pruned weights decode to 0:
 // - lo = min(0, kept values), hi = max(0, kept values), where a kept value is
 //   one whose mask entry is not 0 (every value when there is no mask);
-// - scale = (hi - lo) / (2^b - 1) in f32, rounded up to 24 - b significant bits;
+// - scale = (hi - lo) / (2^b - 1) in f32, rounded up to 8 significant bits
+//   (SCALE_SIGNIFICANT_BITS), so that the scale is the top half of its f32
+//   bit pattern and a file can store it in 16 bits;
 // - the zero point z = round(-lo / scale), and offset = f32(0 - z * scale);
 // - a kept value v becomes code = clamp(round((v - offset) / scale), 0,
 //   2^b - 1), a pruned one becomes z, and a code decodes to offset + code * scale.
@@ -33,6 +35,11 @@ export const MAX_CODE_BITS = 16;
 export const FLOAT_BITS = 32;
 /** Bit width used when none is given. */
 export const DEFAULT_BITS = 8;
+/**
+ * Significant bits of every grid scale. With codes of at most 16 bits, each
+ * code * scale then needs at most 24 significant bits and is exact in f32.
+ */
+export const SCALE_SIGNIFICANT_BITS = 8;
 
 /** SIREN weights of N images in the packed form the GPU decoder reads. */
 export interface QuantizedInrs {
@@ -196,14 +203,17 @@ export interface QuantizationGrid {
 
 /**
  * Returns the grid of `bits` bits over [lo, hi], which must contain 0.
- * The scale is rounded up to 24 - bits significant bits, so every code * scale
- * and offset + code * scale is exact in f32. The decoder thus gets the same
+ * The scale is rounded up to {@linkcode SCALE_SIGNIFICANT_BITS} significant
+ * bits, so every code * scale and offset + code * scale is exact in f32. The decoder thus gets the same
  * values with or without fused multiply-add, and the zero point decodes to
  * exactly 0.
  */
 export function zeroPointGrid(lo: number, hi: number, bits: number): QuantizationGrid {
   const levels = 2 ** bits - 1;
-  const scale = roundUpMantissa(Math.fround(Math.fround(hi - lo) / levels), bits);
+  const scale = roundUpMantissa(
+    Math.fround(Math.fround(hi - lo) / levels),
+    24 - SCALE_SIGNIFICANT_BITS,
+  );
   if (!(scale > 0)) return { scale: 0, offset: 0, zero: 0, levels };
   const zero = Math.min(levels, Math.max(0, Math.round(-lo / scale)));
   return { scale, offset: 0 - zero * scale, zero, levels };
