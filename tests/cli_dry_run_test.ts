@@ -118,10 +118,35 @@ Deno.test("dry run rejects what the run would reject", async () => {
   await Deno.writeTextFile(`${interrupted}.partial`, "");
   const leftover = await spawnCli(["encode", data, "-o", interrupted, "--dry-run"]);
   assertEquals(leftover.code, 2, leftover.stderr);
-  assertStringIncludes(leftover.stderr, `Checkpoint ${interrupted}.partial exists from an interrupted encode`);
+  assertStringIncludes(
+    leftover.stderr,
+    `Checkpoint ${interrupted}.partial exists from an interrupted encode`,
+  );
   const resumed = await spawnCli(["encode", data, "-o", interrupted, "--dry-run", "--resume"]);
   assertEquals(resumed.code, 0, resumed.stderr);
   await Deno.remove(`${interrupted}.partial`);
+
+  const model = join(dir, "model.safetensors");
+  const trainCheckpoint = join(dir, "model.ckpt.safetensors");
+  await Deno.writeTextFile(trainCheckpoint, "");
+  const trainArgs = [
+    "train",
+    "--input",
+    "raw",
+    "--data",
+    data,
+    "--batch",
+    "5",
+    "-o",
+    model,
+    "--dry-run",
+  ];
+  const trainLeftover = await spawnCli(trainArgs);
+  assertEquals(trainLeftover.code, 2, trainLeftover.stderr);
+  assertStringIncludes(trainLeftover.stderr, `Checkpoint ${trainCheckpoint} already exists`);
+  const trainResumed = await spawnCli([...trainArgs, "--resume"]);
+  assertEquals(trainResumed.code, 0, trainResumed.stderr);
+  await Deno.remove(trainCheckpoint);
 
   const missing = await spawnCli([
     "encode",
@@ -197,7 +222,16 @@ Deno.test("dry run applies the bad image rule", async () => {
   assertStringIncludes(refused.stderr, "--max-bad-fraction");
   assert(!refused.stderr.includes("would skip"), refused.stderr);
 
-  const strict = await spawnCli(["encode", damaged, "-o", output, "--dry-run", "--strict", "--max-bad-fraction", "1"]);
+  const strict = await spawnCli([
+    "encode",
+    damaged,
+    "-o",
+    output,
+    "--dry-run",
+    "--strict",
+    "--max-bad-fraction",
+    "1",
+  ]);
   assertEquals(strict.code, 3, strict.stderr);
   assertStringIncludes(strict.stderr, `rapid-inr encode: ${broken}: `);
 
@@ -224,7 +258,10 @@ Deno.test("dry run applies the bad image rule", async () => {
   assertEquals(plan.dataset.images, 12);
   assertEquals(plan.dataset.skipped.length, 1);
   assertEquals(plan.dataset.skipped[0].path, broken);
-  assertStringIncludes(plan.notes.join(" "), "the real run may find more unreadable or corrupt images");
+  assertStringIncludes(
+    plan.notes.join(" "),
+    "the real run may find more unreadable or corrupt images",
+  );
 });
 
 Deno.test("dry run without adapter still plans", async () => {

@@ -13,6 +13,7 @@ import { packedLayout } from "../inr/quantize.ts";
 import type { SirenArch } from "../inr/siren.ts";
 import { maxBatchImages } from "../inr/siren_batch.ts";
 import { encodeOptions } from "./encode.ts";
+import { checkTrainOutputs, defaultCheckpointPath } from "./stages.ts";
 import type { Log } from "./log.ts";
 import { type ParsedCommand, UsageError } from "./options.ts";
 import {
@@ -40,6 +41,8 @@ export async function planCommand(
   parsed: ParsedCommand,
   log: Log,
 ): Promise<DryRunPlan> {
+  // The run checks checkpoints before it reads any data, so the dry run does too.
+  await rejectLeftoverCheckpoints(command, parsed);
   const plan = emptyPlan(command);
   switch (command) {
     case "encode":
@@ -64,22 +67,32 @@ export async function planCommand(
       throw new UsageError(`--dry-run is not available for "${command}".`);
   }
   finish(plan, parsed.values.force === true);
-  await rejectLeftoverCheckpoints(command, parsed);
   log.result(formatPlan(plan));
   return plan;
 }
 
 // Fails on the first output that exists without --force, as the run would, and sums the peak.
-// Fails as the real run does when an interrupted encode or compress left its
-// checkpoint and --resume is not given. NOTE: training checkpoints are not checked.
+// Fails as the real run does when an interrupted encode, compress or train
+// left its checkpoint and --resume is not given.
 async function rejectLeftoverCheckpoints(command: string, parsed: ParsedCommand): Promise<void> {
   if (parsed.values.resume === true) return;
+  const values = parsed.values;
+  if (command === "train" || command === "run") {
+    const output = command === "train"
+      ? values.output as string | undefined
+      : join(values["out-dir"] as string, "classifier.safetensors");
+    const checkpoint = (values.checkpoint as string | undefined) ?? defaultCheckpointPath(output);
+    await checkTrainOutputs({ output: undefined, overwrite: true, checkpoint, resume: false });
+  }
   const outputs: [string, string][] = [];
   if (command === "encode" || command === "compress") {
     if (typeof parsed.values.output === "string") outputs.push([command, parsed.values.output]);
   } else if (command === "run" && parsed.values.force !== true) {
     const outDir = parsed.values["out-dir"] as string;
-    outputs.push(["encode", join(outDir, "encoded.rinr")], ["compress", join(outDir, "compressed.rinr")]);
+    outputs.push(["encode", join(outDir, "encoded.rinr")], [
+      "compress",
+      join(outDir, "compressed.rinr"),
+    ]);
   }
   for (const [stage, output] of outputs) {
     const checkpoint = `${output}.partial`;
@@ -171,7 +184,9 @@ async function planEncodeStage(
   if (options.batchSize !== undefined) {
     if (maxImages !== null && options.batchSize > maxImages) {
       throw new UsageError(
-        `--encode-batch ${options.batchSize} does not fit: at most ${maxImages} image${maxImages === 1 ? "" : "s"} of this shape fit the adapter's binding limit and the ${
+        `--encode-batch ${options.batchSize} does not fit: at most ${maxImages} image${
+          maxImages === 1 ? "" : "s"
+        } of this shape fit the adapter's binding limit and the ${
           formatBytes(DEFAULT_MEMORY_BYTES)
         } memory budget.`,
       );
@@ -229,7 +244,13 @@ async function planRun(plan: DryRunPlan, parsed: ParsedCommand, log: Log): Promi
     estimatedFileBytes: estimatedRinrBytes(count, count * (wordsPerImage + bits.length * 2) * 4),
     rawBytes,
   };
-  addCompressMemory(plan, { arch, count, side: dataset.side, bits, tuneIterations: values["tune-iterations"] as number });
+  addCompressMemory(plan, {
+    arch,
+    count,
+    side: dataset.side,
+    bits,
+    tuneIterations: values["tune-iterations"] as number,
+  });
   await addOutput(plan, compressedPath);
 
   await planTrainStage(plan, {

@@ -11,8 +11,8 @@
 
 import { FLOAT_BITS, zeroCode } from "../inr/quantize.ts";
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+const floatView = new Float32Array(1);
+const floatBits = new Uint32Array(floatView.buffer);
 
 /**
  * Packs ranges f32 [N][L][2] into the QR16 form, or returns undefined when a
@@ -27,8 +27,8 @@ export function packRanges16(
   for (let i = 0; i < ranges.length; i += 2) {
     const scale = ranges[i];
     const offset = ranges[i + 1];
-    f32[0] = scale;
-    const scaleBits = u32[0];
+    floatView[0] = scale;
+    const scaleBits = floatBits[0];
     if ((scaleBits & 0xffff) !== 0 || !(scale >= 0) || !Number.isFinite(scale)) return undefined;
     const layerBits = bits[(i / 2) % layerCount];
     const codeBits = layerBits === FLOAT_BITS ? 16 : layerBits;
@@ -60,8 +60,8 @@ export function unpackRanges16(
         error: `${where}: scale bits 0x${high.toString(16)} are negative, infinite or NaN.`,
       };
     }
-    u32[0] = high << 16;
-    const scale = f32[0];
+    floatBits[0] = high << 16;
+    const scale = floatView[0];
     const zero = packed[i + 1];
     const layerBits = bits[entry % layerCount];
     if (layerBits === FLOAT_BITS) {
