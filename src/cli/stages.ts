@@ -607,7 +607,8 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   if (options.targetPercent !== undefined && report.percentOfRaw > options.targetPercent) {
     log.warn(
       `The file is ${report.percentOfRaw.toFixed(2)}% of the raw size, above --target-percent ${options.targetPercent}, even with every image at its sparsest step. ` +
-        "Use fewer --bits or add larger sparsities to --prune.",
+        "Use fewer --bits, add larger sparsities to --prune, or encode with a smaller SIREN (--layers, --width), " +
+        "which usually loses less PSNR at a small size than pruning a large one.",
     );
   }
   log.result(
