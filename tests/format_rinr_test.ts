@@ -8,6 +8,7 @@ import {
   readRinr,
   type RinrDataset,
   summarizeRinr,
+  summarizeRinrFile,
   writeRinr,
 } from "../src/format/mod.ts";
 import { dequantize, quantize, type QuantizedInrs } from "../src/inr/quantize.ts";
@@ -396,6 +397,19 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   assert(text.includes("1 exact"), text);
   assert(text.includes("NOTE"), text);
   await Deno.remove(folder, { recursive: true });
+});
+
+Deno.test("rinr summary lists classes briefly", () => {
+  const data = dataset(30, false);
+  data.classNames = Array.from({ length: 40 }, (_, i) => `c${i}`);
+  data.labels = Uint32Array.from({ length: 30 }, (_, i) => i % 25);
+  const text = formatRinrSummary(summarizeRinrFile(parseRinr(encodeRinr(data), "many.rinr")));
+  const line = text.split("\n").find((l) => l.startsWith("classes"))!;
+  assert(line.includes("c0 (2), c1 (2)"), line);
+  assert(line.includes("c19 (1)"), line);
+  assert(!line.includes("c20 ("), line);
+  assert(line.includes("5 more classes with images"), line);
+  assert(line.includes("15 classes have no images"), line);
 });
 
 Deno.test("rinr parses unaligned input bytes", () => {

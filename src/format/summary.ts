@@ -114,7 +114,9 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
     source: file.source ?? "",
     seed: typeof file.encode?.seed === "number" ? file.encode.seed : undefined,
     zeroFraction: n > 0 ? zeros / (n * paramCount) : 0,
-    compress: compress && typeof compress === "object" ? compress as Record<string, unknown> : undefined,
+    compress: compress && typeof compress === "object"
+      ? compress as Record<string, unknown>
+      : undefined,
   };
 }
 
@@ -133,12 +135,10 @@ export function formatRinrSummary(summary: RinrSummary): string {
   const lines = [
     `file         ${summary.file} (format version ${summary.formatVersion}, ${summary.fileBytes} bytes)`,
     `images       ${summary.imageCount} at ${summary.resolution}x${summary.resolution} px, ${summary.classNames.length} classes`,
-    `classes      ${
-      summary.classNames.map((name, i) => `${name} (${summary.imagesPerClass[i]})`).join(", ")
-    }`,
+    `classes      ${formatClasses(summary.classNames, summary.imagesPerClass)}`,
     `SIREN        ${arch.sineLayers} sine layers x ${arch.width} wide, w0 ${arch.w0}, Q = ${summary.paramCount} parameters`,
     `weights      ${bits}, ${summary.bitsPerWeight.toFixed(2)} bits per weight` +
-      (summary.weightEncoding === "f32" ? "" : `, ${(100 * summary.zeroFraction).toFixed(1)}% zero`),
+    (summary.weightEncoding === "f32" ? "" : `, ${(100 * summary.zeroFraction).toFixed(1)}% zero`),
     `size         ${summary.bitsPerPixel.toFixed(3)} bpp, ${
       summary.percentOfRaw.toFixed(1)
     }% of raw RGB`,
@@ -180,4 +180,17 @@ function formatPsnr(summary: RinrSummary): string {
   }
   const { mean, min, max } = summary.psnr;
   return `mean ${mean.toFixed(2)} dB (min ${min.toFixed(2)}, max ${max.toFixed(2)})${exact}`;
+}
+
+// Shows at most MAX_LISTED_CLASSES classes that have images, then counts the rest.
+const MAX_LISTED_CLASSES = 20;
+
+function formatClasses(names: readonly string[], counts: readonly number[]): string {
+  const withImages = names.flatMap((name, i) => counts[i] > 0 ? [`${name} (${counts[i]})`] : []);
+  const parts = [withImages.slice(0, MAX_LISTED_CLASSES).join(", ")];
+  const unlisted = withImages.length - MAX_LISTED_CLASSES;
+  if (unlisted > 0) parts.push(`${unlisted} more classes with images`);
+  const empty = names.length - withImages.length;
+  if (empty > 0) parts.push(`${empty} ${empty === 1 ? "class has" : "classes have"} no images`);
+  return parts.filter((part) => part !== "").join("; ");
 }
