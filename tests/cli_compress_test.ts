@@ -66,6 +66,28 @@ Deno.test("compress meets a size target by pruning and reports its figures", asy
   }
 });
 
+Deno.test("compress spends a loose size target on wider layers", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fp32 = await encodeStripes(dir);
+    const run = async (output: string, ...flags: string[]) => {
+      const result = await spawnCli([
+        "compress", fp32, "-o", join(dir, output), "--tune-iterations", "5", "--prune", "0", "--json", ...flags,
+      ]);
+      assertEquals(result.code, 0, result.stderr);
+      return { report: JSON.parse(result.stdout), stderr: result.stderr };
+    };
+    const plain = await run("plain.rinr");
+    const targeted = await run("wide.rinr", "--target-percent", "400");
+    assertStringIncludes(targeted.stderr, "the tightest whose rounded file meets --target-percent");
+    const widths = targeted.report.bitsPerLayer as number[];
+    widths.forEach((bits, l) => assert(bits >= plain.report.bitsPerLayer[l], `layer ${l}: ${widths} against ${plain.report.bitsPerLayer}`));
+    assert(targeted.report.percentOfRaw <= 400, `${targeted.report.percentOfRaw}% of raw`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("compress with --tune-iterations 0 only rounds, and auto bits are reported", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -3,7 +3,7 @@
 
 import { assert, assertEquals } from "@std/assert";
 import { codeBitsPerImage, encodeQans } from "../src/format/entropy.ts";
-import { chooseLayerBits } from "../src/inr/layer_bits.ts";
+import { chooseLayerBits, chooseLayerBitsLadder } from "../src/inr/layer_bits.ts";
 import { keptCounts, type PruneStep, pruneAndTune, pruneByMagnitude, selectSteps } from "../src/inr/prune.ts";
 import { dequantize, quantize } from "../src/inr/quantize.ts";
 import { type SirenArch, sirenInit, sirenLayers, sirenParamCount } from "../src/inr/siren.ts";
@@ -122,6 +122,39 @@ Deno.test("layer bits: the smallest candidate within the tolerance, else the fal
     () => Promise.reject(new Error("accepted a negative tolerance")),
     (error) => assert(error instanceof RangeError),
   );
+});
+
+Deno.test("layer bits ladder reuses measurements", async () => {
+  const weights = initWeights(2, 4);
+  const sensitivity = [100, 1000, 1, 10];
+  const layers = sirenLayers(arch);
+  let calls = 0;
+  const measure = (w: Float32Array) => {
+    calls++;
+    let loss = 0;
+    for (let i = 0; i < w.length; i++) {
+      const k = i % q;
+      const layer = layers.findIndex((l) => k >= l.weightOffset && k < l.biasOffset + l.outputs);
+      loss += sensitivity[layer] * (w[i] - weights[i]) ** 2;
+    }
+    return Promise.resolve(Float32Array.from([40 - loss, 40 - loss]));
+  };
+  const tolerances = [0.5, 0.05, 0.005];
+  const ladder = await chooseLayerBitsLadder({ arch, weights, measure }, tolerances);
+  const ladderCalls = calls;
+  let separateCalls = 0;
+  for (let i = 0; i < tolerances.length; i++) {
+    calls = 0;
+    const single = await chooseLayerBits({ arch, weights, measure, toleranceDb: tolerances[i] });
+    separateCalls += calls;
+    assertEquals(ladder[i], single);
+  }
+  // A tighter tolerance never narrows a layer.
+  for (let l = 0; l < layers.length; l++) {
+    assert(ladder[1].bits[l] >= ladder[0].bits[l], `layer ${l}: ${ladder[0].bits} then ${ladder[1].bits}`);
+    assert(ladder[2].bits[l] >= ladder[1].bits[l], `layer ${l}: ${ladder[1].bits} then ${ladder[2].bits}`);
+  }
+  assert(ladderCalls < separateCalls, `ladder measured ${ladderCalls} times, separate runs ${separateCalls}`);
 });
 
 Deno.test("estimated code bits track the coded QANS size", () => {

@@ -10,7 +10,7 @@ import { Gpu, GpuDeviceLostError } from "../gpu/device.ts";
 import { InrDecoder } from "../inr/decode.ts";
 import { encodeImages } from "../inr/encode.ts";
 import { encodePreset } from "../inr/presets.ts";
-import { chooseLayerBits } from "../inr/layer_bits.ts";
+import { chooseLayerBitsLadder } from "../inr/layer_bits.ts";
 import { DEFAULT_SPARSITIES, pruneAndTune, selectSteps } from "../inr/prune.ts";
 import { dequantize, type QuantizedInrs, quantize, resolveLayerBits } from "../inr/quantize.ts";
 import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
@@ -468,7 +468,13 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
       bits = resume.bits;
       log.info(`Bits per layer ${bits.join(",")} (from the checkpoint).`);
     } else if (options.bits === "auto") {
-      bits = await autoLayerBits(gpu, { file, weights, source, toleranceDb: options.layerToleranceDb }, log);
+      bits = await autoLayerBits(gpu, {
+        file,
+        weights,
+        source,
+        toleranceDb: options.layerToleranceDb,
+        targetBytes: options.targetPercent === undefined ? undefined : (options.targetPercent / 100) * rawBytes,
+      }, log);
     } else {
       bits = resolveLayerBits(file.arch, options.bits);
     }
@@ -666,9 +672,12 @@ async function loadCompressResume(
 
 // Chooses per-layer widths by sensitivity on a sample of at most 64 images,
 // fewer for large images so that each measurement decodes about 2^18 pixels.
+// With a size target, the tolerance is tightened step by step (down to
+// 0.01 dB) while the file of the rounded, unpruned weights still fits it, so
+// that a target the widths alone meet is spent on wider layers.
 async function autoLayerBits(
   gpu: Gpu,
-  input: { file: RinrFile; weights: Float32Array; source: Dataset; toleranceDb?: number },
+  input: { file: RinrFile; weights: Float32Array; source: Dataset; toleranceDb?: number; targetBytes?: number },
   log: Log,
 ): Promise<number[]> {
   const { file, source } = input;
@@ -677,17 +686,33 @@ async function autoLayerBits(
   const sample = Math.max(1, Math.min(file.labels.length, 64, Math.floor(2 ** 18 / pixels)));
   const sampleFile: RinrFile = { ...file, labels: file.labels.subarray(0, sample), psnr: Float32Array.from(file.psnr).subarray(0, sample) };
   const sampleSource = { ...source, images: source.images.subarray(0, sample * pixels * 3), labels: source.labels.subarray(0, sample) };
-  const choice = await chooseLayerBits({
+  const loosest = input.toleranceDb ?? 0.25;
+  const ladder = input.targetBytes === undefined
+    ? [loosest]
+    : [loosest, ...TIGHTER_TOLERANCES_DB.filter((tolerance) => tolerance < loosest)];
+  const choices = await chooseLayerBitsLadder({
     arch: file.arch,
     weights: input.weights.subarray(0, sample * q),
-    toleranceDb: input.toleranceDb,
     measure: (weights) => psnrOnGpu(gpu, sampleFile, weights, sampleSource),
-  });
+  }, ladder);
+  let pick = 0;
+  for (let i = ladder.length - 1; i > 0 && input.targetBytes !== undefined; i--) {
+    const rounded = { ...file, weights: quantize(file.arch, input.weights, choices[i].bits) };
+    if (encodeRinr(rounded, { entropy: "auto" }).byteLength <= input.targetBytes) {
+      pick = i;
+      break;
+    }
+  }
+  const choice = choices[pick];
+  const tightened = pick > 0 ? `; layer tolerance ${ladder[pick]} dB, the tightest whose rounded file meets --target-percent` : "";
   log.info(
-    `Bits per layer ${choice.bits.join(",")} (rounding one layer alone loses ${choice.lossDb.map((d) => d.toFixed(2)).join(", ")} dB on ${sample} images).`,
+    `Bits per layer ${choice.bits.join(",")} (rounding one layer alone loses ${choice.lossDb.map((d) => d.toFixed(2)).join(", ")} dB on ${sample} images${tightened}).`,
   );
   return choice.bits;
 }
+
+// Layer tolerances that a size target may tighten --layer-tolerance to, in dB.
+const TIGHTER_TOLERANCES_DB = [0.1, 0.05, 0.02, 0.01];
 
 // Bits available to the codes so that the file meets `targetPercent`: the
 // target minus what the rest of the file (header, labels, PSNR, ranges and

@@ -40,11 +40,25 @@ export interface LayerBitsChoice {
 
 /** Chooses a bit width per layer; see the file comment. */
 export async function chooseLayerBits(options: LayerBitsOptions): Promise<LayerBitsChoice> {
+  const [choice] = await chooseLayerBitsLadder(options, [options.toleranceDb ?? 0.25]);
+  return choice;
+}
+
+/**
+ * Chooses the bit widths for each tolerance in `tolerancesDb`, in that order.
+ * Each (layer, width) is measured once, so a ladder of tolerances costs little
+ * more than its tightest entry. `options.toleranceDb` is ignored.
+ */
+export async function chooseLayerBitsLadder(
+  options: LayerBitsOptions,
+  tolerancesDb: readonly number[],
+): Promise<LayerBitsChoice[]> {
   const { arch, weights, measure } = options;
-  const tolerance = options.toleranceDb ?? 0.25;
   const candidates = options.candidates ?? [2, 3, 4, 5, 6, 7, 8, 10, 12];
   const fallback = options.fallback ?? 16;
-  if (!(tolerance >= 0)) throw new RangeError(`Layer tolerance must be a non-negative number of dB, got ${tolerance}.`);
+  for (const tolerance of tolerancesDb) {
+    if (!(tolerance >= 0)) throw new RangeError(`Layer tolerance must be a non-negative number of dB, got ${tolerance}.`);
+  }
   if (candidates.length === 0) throw new RangeError("Give at least one candidate bit width.");
   const layerCount = sirenLayers(arch).length;
   const q = sirenParamCount(arch);
@@ -53,38 +67,48 @@ export async function chooseLayerBits(options: LayerBitsOptions): Promise<LayerB
   }
 
   const reference = mean(await measure(weights));
+  const measured = new Map<string, number>();
   const lossAt = async (layer: number, bits: number): Promise<number> => {
+    const key = `${layer}:${bits}`;
+    const known = measured.get(key);
+    if (known !== undefined) return known;
     const perLayer = new Array(layerCount).fill(FLOAT_BITS);
     perLayer[layer] = bits;
-    return reference - mean(await measure(dequantize(quantize(arch, weights, perLayer))));
+    const loss = reference - mean(await measure(dequantize(quantize(arch, weights, perLayer))));
+    measured.set(key, loss);
+    return loss;
   };
 
-  const bits: number[] = [];
-  const lossDb: number[] = [];
-  for (let l = 0; l < layerCount; l++) {
-    // Binary search for the first candidate within the tolerance.
-    let low = 0;
-    let high = candidates.length;
-    let foundLoss = NaN;
-    while (low < high) {
-      const middle = (low + high) >> 1;
-      const loss = await lossAt(l, candidates[middle]);
-      if (loss <= tolerance) {
-        high = middle;
-        foundLoss = loss;
+  const choices: LayerBitsChoice[] = [];
+  for (const tolerance of tolerancesDb) {
+    const bits: number[] = [];
+    const lossDb: number[] = [];
+    for (let l = 0; l < layerCount; l++) {
+      // Binary search for the first candidate within the tolerance.
+      let low = 0;
+      let high = candidates.length;
+      let foundLoss = NaN;
+      while (low < high) {
+        const middle = (low + high) >> 1;
+        const loss = await lossAt(l, candidates[middle]);
+        if (loss <= tolerance) {
+          high = middle;
+          foundLoss = loss;
+        } else {
+          low = middle + 1;
+        }
+      }
+      if (low < candidates.length) {
+        bits.push(candidates[low]);
+        lossDb.push(foundLoss);
       } else {
-        low = middle + 1;
+        bits.push(fallback);
+        lossDb.push(await lossAt(l, fallback));
       }
     }
-    if (low < candidates.length) {
-      bits.push(candidates[low]);
-      lossDb.push(foundLoss);
-    } else {
-      bits.push(fallback);
-      lossDb.push(await lossAt(l, fallback));
-    }
+    choices.push({ bits, lossDb });
   }
-  return { bits, lossDb };
+  return choices;
 }
 
 function mean(values: ArrayLike<number>): number {
