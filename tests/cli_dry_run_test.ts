@@ -13,6 +13,7 @@ import {
   resnetMemory,
 } from "../src/cli/plan_memory.ts";
 import { encodeStage } from "../src/cli/stages.ts";
+import { encodeSafetensors } from "../src/format/safetensors.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { Plan } from "../src/gpu/kernel.ts";
 import { InrDecoder } from "../src/inr/decode.ts";
@@ -144,9 +145,28 @@ Deno.test("dry run rejects what the run would reject", async () => {
   const trainLeftover = await spawnCli(trainArgs);
   assertEquals(trainLeftover.code, 2, trainLeftover.stderr);
   assertStringIncludes(trainLeftover.stderr, `Checkpoint ${trainCheckpoint} already exists`);
-  const trainResumed = await spawnCli([...trainArgs, "--resume"]);
-  assertEquals(trainResumed.code, 0, trainResumed.stderr);
+  // With --resume the dry run reads the checkpoint: an empty file is rejected, as the run rejects it.
+  const junkResumed = await spawnCli([...trainArgs, "--resume"]);
+  assertEquals(junkResumed.code, 2, junkResumed.stderr);
+  assertStringIncludes(junkResumed.stderr, trainCheckpoint);
+  // A checkpoint of another job is named with the setting that differs.
+  const otherJob = encodeSafetensors([{
+    name: "optimizer.velocity",
+    shape: [1],
+    data: new Float32Array(1),
+  }], {
+    format: "rapid-inr train checkpoint 1",
+    fingerprint: JSON.stringify({ "--resnet-width": 16 }),
+    epochs: JSON.stringify([{ epoch: 1 }]),
+  });
+  await Deno.writeFile(trainCheckpoint, otherJob);
+  const otherResumed = await spawnCli([...trainArgs, "--resnet-width", "8", "--resume"]);
+  assertEquals(otherResumed.code, 2, otherResumed.stderr);
+  assertStringIncludes(otherResumed.stderr, "--resnet-width is 8, the checkpoint has 16");
   await Deno.remove(trainCheckpoint);
+  const freshResumed = await spawnCli([...trainArgs, "--resume"]);
+  assertEquals(freshResumed.code, 0, freshResumed.stderr);
+  assertStringIncludes(freshResumed.stdout, `No checkpoint at ${trainCheckpoint}`);
 
   const missing = await spawnCli([
     "encode",

@@ -23,7 +23,8 @@ import {
   residentDatasetBytes,
   resnetMemory,
 } from "./plan_memory.ts";
-import type { DatasetSpec } from "./stages.ts";
+import { checkTrainFingerprint, readTrainCheckpoint } from "../train/checkpoint.ts";
+import { type DatasetSpec, defaultCheckpointPath, trainSettingsFingerprint } from "./stages.ts";
 import { testSpec, trainOptions } from "./train.ts";
 
 export async function planTrain(
@@ -75,6 +76,32 @@ export async function planTrain(
     }, log);
   }
   if (typeof values.output === "string") await addOutput(plan, values.output);
+  if (values.resume === true) await planTrainResume(plan, values, data);
+}
+
+// Reads the checkpoint that --resume continues and checks the settings that
+// the command line sets, as the run does. Only the run checks image counts.
+async function planTrainResume(
+  plan: DryRunPlan,
+  values: ParsedCommand["values"],
+  data: string,
+): Promise<void> {
+  const options = trainOptions(values);
+  const path = (values.checkpoint as string | undefined) ??
+    defaultCheckpointPath(values.output as string | undefined);
+  const checkpoint = await readTrainCheckpoint(path);
+  if (!checkpoint) {
+    plan.notes.push(`No checkpoint at ${path}; training would start at epoch 1.`);
+    return;
+  }
+  const current = trainSettingsFingerprint(options, { data, inputSize: plan.train!.inputSize });
+  const stored = Object.fromEntries(
+    Object.keys(current).map((key) => [key, checkpoint.fingerprint[key]]),
+  );
+  checkTrainFingerprint(stored, current, path);
+  plan.notes.push(
+    `Training resumes from ${path} after epoch ${checkpoint.records.length} of ${options.epochs}.`,
+  );
 }
 
 export async function planTrainStage(

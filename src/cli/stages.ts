@@ -393,8 +393,10 @@ export interface CompressReport {
   meanPsnr: number;
   /** 5th percentile of the per-image PSNR of the quantized weights, dB. */
   p5Psnr: number;
-  /** Fraction of all weights pruned to zero. */
+  /** Fraction of all weights that are zero: pruned, or rounded to the zero code. */
   sparsity: number;
+  /** Layer tolerance in dB that chose the widths of --bits auto; absent for given widths. */
+  layerToleranceDb?: number;
   /** Fine-tuning iterations per pruning step; 0 when the weights were only rounded. */
   tuneIterations: number;
   /** Images per pruning step chosen, one count per sparsity of the schedule. */
@@ -442,10 +444,11 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   const resume = await loadCompressResume(checkpoint, job, options, log);
 
   // The settings go into the header's encode record, so that `run --resume` can check them.
-  const withCompressRecord = (bits: number[]) => ({
+  const withCompressRecord = (bits: number[], layerToleranceDb?: number) => ({
     ...file.encode,
     compress: {
       bits,
+      ...(layerToleranceDb !== undefined ? { layerToleranceDb } : {}),
       tuneIterations,
       ...(tuneIterations > 0
         ? {
@@ -464,17 +467,19 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     const before = await psnrOnGpu(gpu, file, weights, source);
     // A resumed run keeps the checkpoint's bits: the sensitivity search could choose others.
     let bits: number[];
+    let layerToleranceDb: number | undefined;
     if (resume) {
       bits = resume.bits;
+      layerToleranceDb = resume.layerToleranceDb;
       log.info(`Bits per layer ${bits.join(",")} (from the checkpoint).`);
     } else if (options.bits === "auto") {
-      bits = await autoLayerBits(gpu, {
+      ({ bits, toleranceDb: layerToleranceDb } = await autoLayerBits(gpu, {
         file,
         weights,
         source,
         toleranceDb: options.layerToleranceDb,
         targetBytes: options.targetPercent === undefined ? undefined : (options.targetPercent / 100) * rawBytes,
-      }, log);
+      }, log));
     } else {
       bits = resolveLayerBits(file.arch, options.bits);
     }
@@ -510,6 +515,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
           await writeCompressCheckpoint(checkpoint, {
             job,
             bits,
+            ...(layerToleranceDb !== undefined ? { layerToleranceDb } : {}),
             batchSize: batch.batchSize,
             imagesDone: batch.imagesDone,
             steps: batch.steps.map((step) => ({
@@ -567,7 +573,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     const decoder = await InrDecoder.create(gpu, { ...file, weights: quantized });
     try {
       const after = await psnrPerImage(decoder, source);
-      return { before, after, quantized, stepImages, residentBytes: decoder.residentBytes };
+      return { before, after, quantized, stepImages, layerToleranceDb, residentBytes: decoder.residentBytes };
     } finally {
       decoder.destroy();
     }
@@ -582,7 +588,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
 
   // The choice is made here, not by entropy "auto" in writeRinr, so the report can state which section was written.
   const entropyCoded = options.entropy ?? encodeQans(quantized).byteLength < quantized.codes.byteLength;
-  const encodeRecord = withCompressRecord(quantized.bits);
+  const encodeRecord = withCompressRecord(quantized.bits, result.layerToleranceDb);
   await writeRinr(options.output, { ...file, encode: encodeRecord, weights: quantized, psnr: after }, {
     overwrite: options.overwrite,
     entropy: entropyCoded ? "on" : "off",
@@ -608,6 +614,7 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
     p5Psnr: percentile(after, 0.05),
     sparsity: zeros / (q * file.labels.length),
     tuneIterations,
+    ...(result.layerToleranceDb !== undefined ? { layerToleranceDb: result.layerToleranceDb } : {}),
     ...(result.stepImages ? { stepImages: result.stepImages, sparsities } : {}),
   };
   if (options.targetPercent !== undefined && report.percentOfRaw > options.targetPercent) {
@@ -620,7 +627,9 @@ export async function compressStage(options: CompressStageOptions, log: Log): Pr
   log.result(
     `Compressed to ${storedBytes} bytes${entropyCoded ? " (rANS-coded)" : ""}, ${report.percentOfRaw.toFixed(2)}% of the raw RGB size (${rawBytes} bytes), ` +
       `${report.bitsPerPixel.toFixed(3)} bits per pixel; ${(report.residentBytesPerImage).toFixed(0)} bytes per image on the GPU; ` +
-      `bits per layer ${report.bitsPerLayer.join(",")}, ${(100 * report.sparsity).toFixed(1)}% of weights pruned; ` +
+      `bits per layer ${report.bitsPerLayer.join(",")}, ${(100 * report.sparsity).toFixed(1)}% of weights zero` +
+      (report.stepImages ? `, images per step ${report.stepImages.join("/")} (sparsity ${sparsities.join("/")})` : "") +
+      "; " +
       `PSNR ${report.meanPsnrBefore.toFixed(2)} -> ${report.meanPsnr.toFixed(2)} dB mean, ${report.p5Psnr.toFixed(2)} dB 5th percentile; wrote ${options.output}.`,
   );
   return report;
@@ -679,7 +688,7 @@ async function autoLayerBits(
   gpu: Gpu,
   input: { file: RinrFile; weights: Float32Array; source: Dataset; toleranceDb?: number; targetBytes?: number },
   log: Log,
-): Promise<number[]> {
+): Promise<{ bits: number[]; toleranceDb: number }> {
   const { file, source } = input;
   const q = sirenParamCount(file.arch);
   const pixels = file.resolution * file.resolution;
@@ -708,7 +717,7 @@ async function autoLayerBits(
   log.info(
     `Bits per layer ${choice.bits.join(",")} (rounding one layer alone loses ${choice.lossDb.map((d) => d.toFixed(2)).join(", ")} dB on ${sample} images${tightened}).`,
   );
-  return choice.bits;
+  return { bits: choice.bits, toleranceDb: ladder[pick] };
 }
 
 // Layer tolerances that a size target may tighten --layer-tolerance to, in dB.
@@ -989,19 +998,13 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
   const checkpointFile = options.checkpoint ?? defaultCheckpointPath(options.output);
   // Keys are the CLI options that set each value, so a mismatch error names the option to fix.
   const fingerprint: TrainFingerprint = {
-    "--input": options.input,
-    "--data": resolve(options.input === "inr" ? options.rinr! : options.dataset!.path),
+    ...trainSettingsFingerprint(options, {
+      data: options.input === "inr" ? options.rinr! : options.dataset!.path,
+      inputSize: size,
+    }),
     "training images": trainCount,
     "test images": test.labels.length,
     "classes": classNames.join(","),
-    "--resnet-width": options.width,
-    "--batch": options.batch,
-    "--train-lr": options.learningRate,
-    "--momentum": options.momentum,
-    "--weight-decay": options.weightDecay,
-    "--epochs": options.epochs,
-    "--input-size": size,
-    "--seed": options.seed,
   };
   const resume = await openTrainCheckpoint(checkpointFile, fingerprint, options.resume ?? false);
   if (resume) {
@@ -1084,6 +1087,29 @@ export async function trainStage(options: TrainStageOptions, log: Log) {
 // Formats `value` with 3 significant digits and no trailing zeros.
 function significant(value: number): string {
   return String(Number(value.toPrecision(3)));
+}
+
+/**
+ * Returns the part of a training checkpoint's fingerprint that the command
+ * line sets alone, without loading data. Keys are the options that set each
+ * value, so a mismatch error names the option to fix.
+ */
+export function trainSettingsFingerprint(
+  options: Pick<TrainStageOptions, "input" | "width" | "batch" | "learningRate" | "momentum" | "weightDecay" | "epochs" | "seed">,
+  facts: { data: string; inputSize: number },
+): TrainFingerprint {
+  return {
+    "--input": options.input,
+    "--data": resolve(facts.data),
+    "--resnet-width": options.width,
+    "--batch": options.batch,
+    "--train-lr": options.learningRate,
+    "--momentum": options.momentum,
+    "--weight-decay": options.weightDecay,
+    "--epochs": options.epochs,
+    "--input-size": facts.inputSize,
+    "--seed": options.seed,
+  };
 }
 
 // Returns the state to resume from, or undefined to start at epoch 1.
