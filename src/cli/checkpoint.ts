@@ -311,6 +311,8 @@ export interface CompressCheckpoint {
   job: CompressJob;
   /** Bit width per layer used by the fine-tuning; with --bits auto, the result of the sensitivity search. */
   bits: number[];
+  /** With --bits auto, the layer tolerance in dB that chose `bits`. */
+  layerToleranceDb?: number;
   /** Images per batch of the interrupted run; a resumed run must use it too. */
   batchSize: number;
   imagesDone: number;
@@ -383,6 +385,7 @@ export async function writeCompressCheckpoint(path: string, checkpoint: Compress
   const parts = checkpointPrefix(COMPRESS_MAGIC, {
     job: checkpoint.job,
     bits: checkpoint.bits,
+    ...(checkpoint.layerToleranceDb !== undefined ? { layerToleranceDb: checkpoint.layerToleranceDb } : {}),
     batchSize: checkpoint.batchSize,
     imagesDone,
     paramCount,
@@ -398,11 +401,21 @@ export async function writeCompressCheckpoint(path: string, checkpoint: Compress
  */
 export async function readCompressCheckpoint(path: string): Promise<CompressCheckpoint | null> {
   const file = await readCheckpointFile<
-    { job: CompressJob; bits: number[]; batchSize: number; imagesDone: number; paramCount: number }
+    {
+      job: CompressJob;
+      bits: number[];
+      layerToleranceDb?: number;
+      batchSize: number;
+      imagesDone: number;
+      paramCount: number;
+    }
   >(path, { magic: COMPRESS_MAGIC, kind: "a compress checkpoint", restart: "the compression" });
   if (!file) return null;
   const { bytes, headerLength, damaged } = file;
-  const { job, bits, batchSize, imagesDone, paramCount } = file.header ?? {};
+  const { job, bits, layerToleranceDb, batchSize, imagesDone, paramCount } = file.header ?? {};
+  if (layerToleranceDb !== undefined && !(typeof layerToleranceDb === "number" && layerToleranceDb >= 0)) {
+    throw damaged(`invalid layerToleranceDb ${layerToleranceDb}`);
+  }
   if (typeof job !== "object" || job === null) throw damaged("missing job");
   const sparsities = job.sparsities;
   if (!Array.isArray(sparsities) || sparsities.length === 0 || !sparsities.every((s) => typeof s === "number")) {
@@ -429,7 +442,7 @@ export async function readCompressCheckpoint(path: string): Promise<CompressChec
     psnr: floats.slice(k * floatsPerStep + weightCount, (k + 1) * floatsPerStep),
     mask: masks.slice(k * weightCount, (k + 1) * weightCount),
   }));
-  return { job, bits, batchSize, imagesDone, steps };
+  return { job, bits, ...(layerToleranceDb !== undefined ? { layerToleranceDb } : {}), batchSize, imagesDone, steps };
 }
 
 function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {

@@ -38,7 +38,7 @@ if (import.meta.main) {
       `${encode.iterations} iterations) at ${encode.imagesPerSecond.toFixed(2)} images/s; mean PSNR ${encode.meanPsnr.toFixed(2)} dB.`,
   );
   console.log(
-    `2. compress: ${compress.bitsPerLayer.join("/")} bits per layer, ${(100 * compress.sparsity).toFixed(1)}% of weights pruned, ` +
+    `2. compress: ${compress.bitsPerLayer.join("/")} bits per layer, ${(100 * compress.sparsity).toFixed(1)}% of weights zero, ` +
       `fine-tuned; ${compress.storedBytes} bytes on disk = ${compress.percentOfRaw.toFixed(1)}% of the raw RGB size; ` +
       `mean PSNR ${compress.meanPsnrBefore.toFixed(2)} -> ${compress.meanPsnr.toFixed(2)} dB.`,
   );

@@ -165,12 +165,15 @@ export function formatRinrSummary(summary: RinrSummary): string {
 // over sparsities 0, 0.1; each image within 1 dB of its fp32 fit".
 function formatCompress(record: Record<string, unknown>): string {
   const iterations = Number(record.tuneIterations ?? 0);
-  if (!(iterations > 0)) return "rounded without fine-tuning";
+  const widths = record.layerToleranceDb !== undefined
+    ? `; bit widths chosen at ${record.layerToleranceDb} dB per layer`
+    : "";
+  if (!(iterations > 0)) return `rounded without fine-tuning${widths}`;
   const sparsities = Array.isArray(record.sparsities) ? record.sparsities.join(", ") : "?";
   const choice = record.targetPercent !== undefined
     ? `steps chosen for ${record.targetPercent}% of raw`
     : `each image within ${record.maxPsnrDrop} dB of its fp32 fit`;
-  return `fine-tuned ${iterations} iterations per step over sparsities ${sparsities}; ${choice}`;
+  return `fine-tuned ${iterations} iterations per step over sparsities ${sparsities}; ${choice}${widths}`;
 }
 
 function formatPsnr(summary: RinrSummary): string {
