@@ -15,7 +15,7 @@ import { encodeRinr, readRinr } from "../format/mod.ts";
 import { pruneAndTune } from "../inr/prune.ts";
 import { dequantize, quantize } from "../inr/quantize.ts";
 import { sirenLayers, sirenParamCount } from "../inr/siren.ts";
-import { codecCurves, codecSweep, createCodecCache, matchRates } from "../report/codecs.ts";
+import { CODEC_LABELS, CODEC_NAMES, codecCurves, codecSweep, createCodecCache, matchRates } from "../report/codecs.ts";
 import { COIN_KODAK, type RdCurve, type RdReportPaths, writeRdReport } from "../report/rd.ts";
 import type { Log } from "./log.ts";
 import { UsageError } from "./options.ts";
@@ -127,18 +127,36 @@ export async function rdReportStage(options: RdReportOptions, log: Log): Promise
   const cache = createCodecCache();
   const targets = [...new Set(inrCurves.flatMap((curve) => curve.points.map((p) => p.bpp)))].sort((a, b) => a - b);
   log.info(`Encoding ${count} images with JPEG and WebP at ${targets.length} matched rates and a quality sweep.`);
-  const matched = codecCurves(await matchRates(rgbImages, { targetBpp: targets, cache }), { suffix: ", matched rates" });
+  const matchedPoints = await matchRates(rgbImages, { targetBpp: targets, cache });
+  // A codec whose smallest files are above a target (JPEG's headers alone are
+  // about 3.6 bpp at 32x32) cannot be compared there, so such points are left out.
+  const reached = matchedPoints.filter((point) => point.bpp <= point.targetBpp! * (1 + RATE_SLACK));
+  const missed = CODEC_NAMES.flatMap((codec) => {
+    const count = matchedPoints.filter((point) => point.codec === codec).length -
+      reached.filter((point) => point.codec === codec).length;
+    return count > 0 ? [`${CODEC_LABELS[codec]} ${count} of ${targets.length}`] : [];
+  });
+  if (missed.length > 0) {
+    log.info(`Left out matched-rate points more than 10% above their target: ${missed.join(", ")}.`);
+  }
+  const matched = codecCurves(reached, { suffix: ", matched rates" }).filter((curve) => curve.points.length > 0);
   const swept = codecCurves(await codecSweep(rgbImages, { cache }));
   const curves = [...inrCurves, ...matched, ...swept, ...(options.coin ? [COIN_KODAK] : [])];
+  const leftOut = missed.length > 0
+    ? `; matched-rate points more than 10% above their target are left out (${missed.join(", ")})`
+    : "";
   const paths = await writeRdReport(options.output, {
     curves,
     title: `Rate-distortion of rapid-inr, JPEG and WebP on ${count} images of ${basename(options.input)}`,
-    images: `${count} images of ${side}x${side} px from ${file.source || options.input}; rapid-inr fine-tuned ${options.tuneIterations} iterations per pruning step`,
+    images: `${count} images of ${side}x${side} px from ${file.source || options.input}; rapid-inr fine-tuned ${options.tuneIterations} iterations per pruning step${leftOut}`,
     overwrite: options.overwrite,
   });
   log.result(`Wrote the rate-distortion report ${paths.markdown} (with ${paths.json} and ${paths.svg}).`);
   return { ...paths, curves, images: count };
 }
+
+// Largest relative excess of a matched codec rate over its target that still counts as matched.
+const RATE_SLACK = 0.1;
 
 function meanOf(values: ArrayLike<number>): number {
   let sum = 0;
