@@ -20,6 +20,23 @@ function initWeights(count: number, seed: number): Float32Array {
   return weights;
 }
 
+/**
+ * Returns a fake decoder for two images whose PSNR, from 40 dB, falls with the
+ * squared rounding error of each layer times that layer's `sensitivity`.
+ */
+function fakeDecoder(weights: Float32Array, sensitivity: number[]): (w: Float32Array) => Promise<Float32Array> {
+  const layers = sirenLayers(arch);
+  return (w) => {
+    let loss = 0;
+    for (let i = 0; i < w.length; i++) {
+      const k = i % q;
+      const layer = layers.findIndex((l) => k >= l.weightOffset && k < l.biasOffset + l.outputs);
+      loss += sensitivity[layer] * (w[i] - weights[i]) ** 2;
+    }
+    return Promise.resolve(Float32Array.from([40 - loss, 40 - loss]));
+  };
+}
+
 Deno.test("magnitude pruning removes the smallest weights of W and never re-grows the mask", () => {
   const weights = initWeights(3, 1);
   let mask: Uint8Array = new Uint8Array(weights.length).fill(1);
@@ -94,18 +111,7 @@ Deno.test("size selection meets the budget at the least PSNR loss", () => {
 
 Deno.test("layer bits: the smallest candidate within the tolerance, else the fallback", async () => {
   const weights = initWeights(2, 3);
-  // A fake decoder whose PSNR falls with the squared rounding error of each layer, weighted per layer.
-  const sensitivity = [100, 1000, 1, 1e12];
-  const layers = sirenLayers(arch);
-  const measure = (w: Float32Array) => {
-    let loss = 0;
-    for (let i = 0; i < w.length; i++) {
-      const k = i % q;
-      const layer = layers.findIndex((l) => k >= l.weightOffset && k < l.biasOffset + l.outputs);
-      loss += sensitivity[layer] * (w[i] - weights[i]) ** 2;
-    }
-    return Promise.resolve(Float32Array.from([40 - loss, 40 - loss]));
-  };
+  const measure = fakeDecoder(weights, [100, 1000, 1, 1e12]);
   const choice = await chooseLayerBits({ arch, weights, measure, toleranceDb: 0.01 });
   choice.lossDb.forEach((loss, l) => assert(loss <= 0.01 || choice.bits[l] === 16, `layer ${l}: ${loss} dB`));
   assert(choice.bits[1] > choice.bits[2], `bits ${choice.bits}`);
@@ -126,18 +132,12 @@ Deno.test("layer bits: the smallest candidate within the tolerance, else the fal
 
 Deno.test("layer bits ladder reuses measurements", async () => {
   const weights = initWeights(2, 4);
-  const sensitivity = [100, 1000, 1, 10];
   const layers = sirenLayers(arch);
+  const decode = fakeDecoder(weights, [100, 1000, 1, 10]);
   let calls = 0;
   const measure = (w: Float32Array) => {
     calls++;
-    let loss = 0;
-    for (let i = 0; i < w.length; i++) {
-      const k = i % q;
-      const layer = layers.findIndex((l) => k >= l.weightOffset && k < l.biasOffset + l.outputs);
-      loss += sensitivity[layer] * (w[i] - weights[i]) ** 2;
-    }
-    return Promise.resolve(Float32Array.from([40 - loss, 40 - loss]));
+    return decode(w);
   };
   const tolerances = [0.5, 0.05, 0.005];
   const ladder = await chooseLayerBitsLadder({ arch, weights, measure }, tolerances);
