@@ -71,7 +71,6 @@ export async function planCommand(
   return plan;
 }
 
-// Fails on the first output that exists without --force, as the run would, and sums the peak.
 // Fails as the real run does when an interrupted encode, compress or train
 // left its checkpoint and --resume is not given.
 async function rejectLeftoverCheckpoints(command: string, parsed: ParsedCommand): Promise<void> {
@@ -104,6 +103,7 @@ async function rejectLeftoverCheckpoints(command: string, parsed: ParsedCommand)
   }
 }
 
+// Fails on the first output that exists without --force, as the run would, and sums the peak.
 function finish(plan: DryRunPlan, force: boolean): void {
   const existing = plan.outputs.find((o) => o.exists);
   if (existing && !force) {

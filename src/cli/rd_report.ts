@@ -137,13 +137,13 @@ export async function rdReportStage(options: RdReportOptions, log: Log): Promise
     return count > 0 ? [`${CODEC_LABELS[codec]} ${count} of ${targets.length}`] : [];
   });
   if (missed.length > 0) {
-    log.info(`Left out matched-rate points more than 10% above their target: ${missed.join(", ")}.`);
+    log.info(`Left out matched-rate points more than ${100 * RATE_SLACK}% above their target: ${missed.join(", ")}.`);
   }
   const matched = codecCurves(reached, { suffix: ", matched rates" }).filter((curve) => curve.points.length > 0);
   const swept = codecCurves(await codecSweep(rgbImages, { cache }));
   const curves = [...inrCurves, ...matched, ...swept, ...(options.coin ? [COIN_KODAK] : [])];
   const leftOut = missed.length > 0
-    ? `; matched-rate points more than 10% above their target are left out (${missed.join(", ")})`
+    ? `; matched-rate points more than ${100 * RATE_SLACK}% above their target are left out (${missed.join(", ")})`
     : "";
   const paths = await writeRdReport(options.output, {
     curves,

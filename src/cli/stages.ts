@@ -704,13 +704,12 @@ async function autoLayerBits(
     weights: input.weights.subarray(0, sample * q),
     measure: (weights) => psnrOnGpu(gpu, sampleFile, weights, sampleSource),
   }, ladder);
-  let pick = 0;
-  for (let i = ladder.length - 1; i > 0 && input.targetBytes !== undefined; i--) {
-    const rounded = { ...file, weights: quantize(file.arch, input.weights, choices[i].bits) };
-    if (encodeRinr(rounded, { entropy: "auto" }).byteLength <= input.targetBytes) {
-      pick = i;
-      break;
-    }
+  // The tightest tolerance first: the first whose rounded file fits is kept.
+  let pick = ladder.length - 1;
+  while (pick > 0) {
+    const rounded = { ...file, weights: quantize(file.arch, input.weights, choices[pick].bits) };
+    if (encodeRinr(rounded, { entropy: "auto" }).byteLength <= input.targetBytes!) break;
+    pick--;
   }
   const choice = choices[pick];
   const tightened = pick > 0 ? `; layer tolerance ${ladder[pick]} dB, the tightest whose rounded file meets --target-percent` : "";

@@ -303,7 +303,7 @@ function readRanges(
     );
     const unpacked = unpackRanges16(typedView(Uint16Array, bytes), bits);
     if ("error" in unpacked) fail("section QR16", unpacked.error);
-    return (unpacked as { ranges: Float32Array }).ranges;
+    return unpacked.ranges;
   }
   const bytes = payload("QRNG");
   expectBytes(
