@@ -90,6 +90,14 @@ function roomFor(images: number, large: { size: number; held: number }, small: {
   return fixed + images * perImage;
 }
 
+/** Runs `args` with --resume and checks that the output equals `reference` and the checkpoint is gone. */
+async function assertResumeMatches(args: string[], files: { output: string; reference: string }): Promise<void> {
+  const resumed = await runCliCapturingErrors([...args, "--resume"]);
+  assertEquals(resumed.code, EXIT.ok, resumed.errors);
+  assertEquals(await Deno.readFile(files.output), await Deno.readFile(files.reference));
+  assert(!(await exists(`${files.output}.partial`)), "the finished run removes its checkpoint");
+}
+
 Deno.test("encode halves a batch that runs out of memory", async () => {
   const gpu = await Gpu.create({ notice: false });
   try {
@@ -342,10 +350,7 @@ Deno.test("encode CLI keeps finished batches when the device is lost", async () 
     assertEquals((await readEncodeCheckpoint(`${output}.partial`))?.imagesDone, 2);
     assert(!(await exists(output)), "no output after the loss");
 
-    const resumed = await runCliCapturingErrors([...args, "--resume"]);
-    assertEquals(resumed.code, EXIT.ok, resumed.errors);
-    assertEquals(await Deno.readFile(output), await Deno.readFile(join(root, "reference.rinr")));
-    assert(!(await exists(`${output}.partial`)), "the finished run removes its checkpoint");
+    await assertResumeMatches(args, { output, reference: join(root, "reference.rinr") });
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -460,10 +465,7 @@ Deno.test("compress CLI keeps finished fine-tuning batches when the device is lo
     assert(!lost.errors.includes("    at "), `no stack trace:\n${lost.errors}`);
     assert(!(await exists(output)), "no output after the loss");
 
-    const resumed = await runCliCapturingErrors([...args, "--resume"]);
-    assertEquals(resumed.code, EXIT.ok, resumed.errors);
-    assertEquals(await Deno.readFile(output), await Deno.readFile(join(root, "reference.rinr")));
-    assert(!(await exists(`${output}.partial`)), "the finished run removes its checkpoint");
+    await assertResumeMatches(args, { output, reference: join(root, "reference.rinr") });
   } finally {
     await Deno.remove(root, { recursive: true });
   }
