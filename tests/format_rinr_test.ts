@@ -383,7 +383,7 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   assertEquals(summary.percentOfRaw, (100 * size) / (6 * 8 * 8 * 3));
   assertEquals(summary.bitsPerPixel, (8 * size) / (6 * 8 * 8));
   const q = file.weights as QuantizedInrs;
-  // Section QR16 holds 4 bytes per image and layer.
+  // Section QR16 takes 4 bytes per image and layer.
   assertEquals(summary.bitsPerWeight, ((q.codes.byteLength + 6 * 3 * 4) * 8) / (6 * Q));
   const finite = [30, 30.25, 30.37, 30.49, 30.62].map(Math.fround);
   assertEquals(summary.psnr!.mean, finite.reduce((a, b) => a + b) / 5);
