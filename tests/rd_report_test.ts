@@ -1,8 +1,8 @@
 // Rate-distortion report machinery: PSNR and averaging, matched-rate JPEG and
-// WebP encoding on small synthetic images, curve comparison, and the report
-// files (Markdown, JSON, SVG).
+// WebP encoding on small synthetic images, curve comparison, the report
+// files (Markdown, JSON, SVG), and the square tiles of the Kodak bench.
 
-import { assert, assertAlmostEquals, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { assert, assertAlmostEquals, assertEquals, assertRejects, assertStringIncludes, assertThrows } from "@std/assert";
 import { join } from "@std/path";
 import type { RgbImage } from "../src/data/image.ts";
 import {
@@ -28,6 +28,7 @@ import {
   summarizeImages,
   writeRdReport,
 } from "../src/report/rd.ts";
+import { cutTiles, imagePsnrFromTiles, tileGrid } from "../src/report/tiles.ts";
 import { seededRandom } from "./_util.ts";
 
 /** Makes a smooth color gradient with a few waves plus uniform noise of +-noise levels. */
@@ -428,3 +429,54 @@ Deno.test("renderRdPlot uses given ranges", () => {
 function count(text: string, needle: string): number {
   return text.split(needle).length - 1;
 }
+
+Deno.test("cutTiles orders tiles row by row", () => {
+  const width = 6;
+  const height = 4;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0; i < rgb.length; i++) rgb[i] = i % 251;
+  const tiles = cutTiles({ width, height, rgb }, 2, "grid.png");
+  assertEquals(tileGrid({ width, height }, 2, "grid.png"), { columns: 3, rows: 2 });
+  assertEquals(tiles.length, rgb.length);
+  // Tile t covers columns 2 (t % 3) .. + 1 and rows 2 floor(t / 3) .. + 1.
+  for (let t = 0; t < 6; t++) {
+    for (let y = 0; y < 2; y++) {
+      for (let x = 0; x < 2; x++) {
+        for (let c = 0; c < 3; c++) {
+          const source = (((2 * Math.floor(t / 3) + y) * width + 2 * (t % 3) + x) * 3) + c;
+          assertEquals(tiles[((t * 2 + y) * 2 + x) * 3 + c], rgb[source]);
+        }
+      }
+    }
+  }
+  const error = assertThrows(
+    () => cutTiles({ width: 768, height: 512, rgb: new Uint8Array(0) }, 300, "kodim01.png"),
+    RangeError,
+  );
+  assertStringIncludes(error.message, "kodim01.png");
+  assertStringIncludes(error.message, "768x512");
+});
+
+Deno.test("imagePsnrFromTiles matches whole-image PSNR", () => {
+  const random = seededRandom(7);
+  const whole = syntheticImage(8, 4, 3);
+  const noisy = Uint8Array.from(
+    whole.rgb,
+    (v) => Math.max(0, Math.min(255, v + Math.round(20 * (random() - 0.5)))),
+  );
+  const a = cutTiles(whole, 4, "a");
+  const b = cutTiles({ ...whole, rgb: noisy }, 4, "b");
+  const tilePsnr = [0, 1].map((t) =>
+    psnr(b.subarray(t * 48, (t + 1) * 48), a.subarray(t * 48, (t + 1) * 48))
+  );
+  // Three identical images of two tiles each, plus one exact image of one tile.
+  const images = imagePsnrFromTiles([...tilePsnr, ...tilePsnr, ...tilePsnr, Infinity], [
+    2,
+    2,
+    2,
+    1,
+  ]);
+  for (const value of images.slice(0, 3)) assertAlmostEquals(value, psnr(noisy, whole.rgb), 1e-9);
+  assertEquals(images[3], Infinity);
+  assertThrows(() => imagePsnrFromTiles(tilePsnr, [3]), RangeError, "3 tiles");
+});
