@@ -1,4 +1,11 @@
-import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import {
+  assert,
+  assertAlmostEquals,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
 import { crc32 } from "node:zlib";
 import {
   encodeRinr,
@@ -11,7 +18,12 @@ import {
   summarizeRinrFile,
   writeRinr,
 } from "../src/format/mod.ts";
-import { dequantize, quantize, type QuantizedInrs } from "../src/inr/quantize.ts";
+import {
+  dequantize,
+  quantize,
+  type QuantizedInrs,
+  residentDatasetBytes,
+} from "../src/inr/quantize.ts";
 import { sirenInit, sirenParamCount } from "../src/inr/siren.ts";
 import { seededRandom } from "./_util.ts";
 
@@ -388,6 +400,9 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   const finite = [30, 30.25, 30.37, 30.49, 30.62].map(Math.fround);
   assertEquals(summary.psnr!.mean, finite.reduce((a, b) => a + b) / 5);
   assertEquals(summary.psnr!.min, 30);
+  // The 5th percentile of the six values (one infinite) lies a quarter of the way from the first to the second.
+  assertAlmostEquals(summary.psnr!.p5, 30 + 0.25 * (finite[1] - 30), 1e-5);
+  assertEquals(summary.gpuBytes, residentDatasetBytes({ arch, count: 6, bits: [6, 8, 3] }));
   assertEquals(summary.exactImages, 1);
   assertEquals(summary.ignoredSections, ["NOTE"]);
   assertEquals(summary.seed, 7);
@@ -395,6 +410,8 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   const text = formatRinrSummary(summary);
   assert(text.includes("uniform, bits per layer [6, 8, 3]"), text);
   assert(text.includes("1 exact"), text);
+  assertStringIncludes(text, `${summary.gpuBytes} bytes resident during training`);
+  assertStringIncludes(text, `5th percentile ${summary.psnr!.p5.toFixed(2)}`);
   assert(text.includes("NOTE"), text);
   await Deno.remove(folder, { recursive: true });
 });

@@ -75,6 +75,10 @@ Deno.test("percentile interpolates linearly", () => {
   assertAlmostEquals(percentile([50, 10, 40, 20, 30], 0.05), 12, 1e-12);
   assertEquals(percentile([50, 10, 40, 20, 30], 1), 50);
   assertEquals(percentile([7], 0.05), 7);
+  // Exact fits have infinite PSNR: they rank last and never make the result NaN.
+  assertEquals(percentile([Infinity, 20, Infinity], 1), Infinity);
+  assertEquals(percentile([Infinity, 20, Infinity], 0.75), Infinity);
+  assertEquals(percentile(Float32Array.of(Infinity, 20, 10), 0.25), 15);
 });
 
 Deno.test("summarizeImages averages per image", () => {

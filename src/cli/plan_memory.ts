@@ -2,7 +2,14 @@
 // plan needs no device. Each function mirrors the buffers that one GPU class
 // allocates; tests/cli_dry_run_test.ts compares them with real allocations.
 
-import { packedLayout, type QuantizedInrs, resolveLayerBits } from "../inr/quantize.ts";
+import {
+  packedLayout,
+  type QuantizedInrs,
+  residentDatasetBytes,
+  resolveLayerBits,
+} from "../inr/quantize.ts";
+
+export { residentDatasetBytes };
 import { paddedSlots } from "../inr/sampling.ts";
 import { type SirenArch, sirenLayers } from "../inr/siren.ts";
 import { sirenImageBytes } from "../inr/siren_batch.ts";
@@ -30,26 +37,6 @@ export function packedCodeBytes(
     ? new Array(layerCount).fill(32)
     : resolveLayerBits(options.arch, options.bits);
   return options.count * packedLayout(options.arch, bits).wordsPerImage * 4;
-}
-
-/**
- * Bytes that InrDecoder keeps resident for `count` images: packed codes,
- * ranges, the layer table and labels. `bits` is one width per layer, or
- * "f32" for unquantized weights (stored as 32-bit layers).
- */
-export function residentDatasetBytes(
-  options: { arch: SirenArch; count: number; bits: number | number[] | "f32" },
-): number {
-  const layerCount = sirenLayers(options.arch).length;
-  const bits = options.bits === "f32"
-    ? new Array(layerCount).fill(32)
-    : resolveLayerBits(options.arch, options.bits);
-  const { wordsPerImage } = packedLayout(options.arch, bits);
-  const codes = options.count * wordsPerImage * 4;
-  const ranges = options.count * layerCount * 2 * 4;
-  const layerTable = layerCount * 2 * 4;
-  const labels = options.count * 4;
-  return codes + ranges + layerTable + labels;
 }
 
 /** Bytes of a quantized .rinr payload: codes and ranges, without header and labels. */

@@ -16,10 +16,10 @@ import { pruneAndTune } from "../inr/prune.ts";
 import { dequantize, quantize } from "../inr/quantize.ts";
 import { sirenLayers, sirenParamCount } from "../inr/siren.ts";
 import { CODEC_LABELS, CODEC_NAMES, codecCurves, codecSweep, createCodecCache, matchRates } from "../report/codecs.ts";
-import { COIN_KODAK, type RdCurve, type RdReportPaths, writeRdReport } from "../report/rd.ts";
+import { COIN_KODAK, percentile, type RdCurve, type RdReportPaths, writeRdReport } from "../report/rd.ts";
 import type { Log } from "./log.ts";
 import { UsageError } from "./options.ts";
-import { percentile, psnrOnGpu, sourceImages, withGpu } from "./stages.ts";
+import { psnrOnGpu, sourceImages, withGpu } from "./stages.ts";
 
 /** Bit width of the first layer in the sweep. */
 export const FIRST_LAYER_BITS = 12;

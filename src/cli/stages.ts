@@ -12,7 +12,8 @@ import { encodeImages } from "../inr/encode.ts";
 import { encodePreset } from "../inr/presets.ts";
 import { chooseLayerBitsLadder } from "../inr/layer_bits.ts";
 import { DEFAULT_SPARSITIES, pruneAndTune, selectSteps } from "../inr/prune.ts";
-import { dequantize, type QuantizedInrs, quantize, resolveLayerBits } from "../inr/quantize.ts";
+import { dequantize, type QuantizedInrs, quantize, residentDatasetBytes, resolveLayerBits } from "../inr/quantize.ts";
+import { percentile } from "../report/rd.ts";
 import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
 import { cosineLearningRate, type InputKind, train, type TrainInput } from "../train/trainer.ts";
 import {
@@ -743,11 +744,6 @@ export function countZeros(weights: QuantizedInrs): number {
   return zeros;
 }
 
-export function percentile(values: ArrayLike<number>, fraction: number): number {
-  const sorted = Array.from(values).filter(Number.isFinite).sort((a, b) => a - b);
-  if (sorted.length === 0) return Infinity;
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
-}
 
 export async function sourceImages(file: RinrFile, override: string | undefined, log: Log): Promise<Dataset> {
   const encode = file.encode ?? {};
@@ -1189,6 +1185,7 @@ export async function reuseCompressed(
   const storedBytes = (await Deno.stat(path)).size;
   const rawBytes = file.labels.length * file.resolution * file.resolution * 3;
   const pixels = file.labels.length * file.resolution * file.resolution;
+  const resident = residentDatasetBytes({ arch: file.arch, count: file.labels.length, bits: layerBits });
   return {
     output: path,
     images: file.labels.length,
@@ -1198,8 +1195,8 @@ export async function reuseCompressed(
     percentOfRaw: (100 * storedBytes) / rawBytes,
     bitsPerPixel: (8 * storedBytes) / pixels,
     entropyCoded: file.sections.some((s) => s.tag === "QANS"),
-    residentBytes: NaN,
-    residentBytesPerImage: NaN,
+    residentBytes: resident,
+    residentBytesPerImage: resident / file.labels.length,
     meanPsnrBefore: encoded.meanPsnr,
     meanPsnr: mean(file.psnr),
     p5Psnr: percentile(file.psnr, 0.05),

@@ -1,6 +1,7 @@
 // The figures that `rapid-inr info` prints about a .rinr file.
 
-import { dequantize } from "../inr/quantize.ts";
+import { dequantize, residentDatasetBytes } from "../inr/quantize.ts";
+import { percentile } from "../report/rd.ts";
 import type { SirenArch } from "../inr/siren.ts";
 import type { RinrFile } from "./rinr.ts";
 import { readRinr } from "./rinr_file.ts";
@@ -33,8 +34,14 @@ export interface RinrSummary {
   bitsPerPixel: number;
   /** File bytes as a percentage of the raw RGB size N * R * R * 3 bytes. */
   percentOfRaw: number;
-  /** Mean, minimum and maximum PSNR in dB over images with a finite PSNR; undefined when there are none. */
-  psnr?: { mean: number; min: number; max: number };
+  /** Bytes the decoder keeps resident on the GPU during training: packed codes, ranges, labels and the layer table. */
+  gpuBytes: number;
+  /**
+   * PSNR in dB: mean, minimum and maximum over images with a finite PSNR, and
+   * the 5th percentile over all images, where exact fits count as infinite.
+   * Undefined when no image has a finite PSNR.
+   */
+  psnr?: { mean: number; p5: number; min: number; max: number };
   /** Images fitted exactly (infinite PSNR). */
   exactImages: number;
   /** Payload bytes per section, in file order. */
@@ -107,7 +114,14 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
     bitsPerWeight: n > 0 ? (weightBytes * 8) / (n * paramCount) : 0,
     bitsPerPixel: pixels > 0 ? (file.fileBytes * 8) / pixels : 0,
     percentOfRaw: pixels > 0 ? (100 * file.fileBytes) / (pixels * 3) : 0,
-    psnr: finite > 0 ? { mean: sum / finite, min, max } : undefined,
+    gpuBytes: residentDatasetBytes({
+      arch: file.arch,
+      count: n,
+      bits: file.weights instanceof Float32Array ? "f32" : file.weights.bits,
+    }),
+    psnr: finite > 0
+      ? { mean: sum / finite, p5: percentile(file.psnr, 0.05), min, max }
+      : undefined,
     exactImages: n - finite,
     sections: file.sections.map((s) => ({ tag: s.tag, bytes: s.bytes })),
     ignoredSections: file.unknownSections.map((s) => s.tag),
@@ -142,6 +156,11 @@ export function formatRinrSummary(summary: RinrSummary): string {
     `size         ${summary.bitsPerPixel.toFixed(3)} bpp, ${
       summary.percentOfRaw.toFixed(1)
     }% of raw RGB`,
+    `on the GPU   ${summary.gpuBytes} bytes resident during training${
+      summary.imageCount > 0
+        ? ` (${(summary.gpuBytes / summary.imageCount).toFixed(0)} per image)`
+        : ""
+    }`,
     `PSNR         ${formatPsnr(summary)}`,
     `sections     ${summary.sections.map((s) => `${s.tag} ${s.bytes} B`).join(", ")}`,
   ];
@@ -181,8 +200,10 @@ function formatPsnr(summary: RinrSummary): string {
   if (!summary.psnr) {
     return summary.imageCount > 0 ? `all ${summary.imageCount} images exact` : "no images";
   }
-  const { mean, min, max } = summary.psnr;
-  return `mean ${mean.toFixed(2)} dB (min ${min.toFixed(2)}, max ${max.toFixed(2)})${exact}`;
+  const { mean, p5, min, max } = summary.psnr;
+  return `mean ${mean.toFixed(2)} dB (5th percentile ${p5.toFixed(2)}, min ${min.toFixed(2)}, max ${
+    max.toFixed(2)
+  })${exact}`;
 }
 
 // Shows at most MAX_LISTED_CLASSES classes that have images, then counts the rest.

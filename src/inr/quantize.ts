@@ -106,6 +106,26 @@ export function packedLayout(arch: SirenArch, bits: readonly number[]): PackedLa
   return { layerWordOffsets, wordsPerImage: words };
 }
 
+/**
+ * Returns the bytes that InrDecoder keeps resident for `count` images: packed codes,
+ * ranges, the layer table and labels. `bits` is one width per layer, or
+ * "f32" for unquantized weights (stored as 32-bit layers).
+ */
+export function residentDatasetBytes(
+  options: { arch: SirenArch; count: number; bits: number | number[] | "f32" },
+): number {
+  const layerCount = sirenLayers(options.arch).length;
+  const bits = options.bits === "f32"
+    ? new Array(layerCount).fill(32)
+    : resolveLayerBits(options.arch, options.bits);
+  const { wordsPerImage } = packedLayout(options.arch, bits);
+  const codes = options.count * wordsPerImage * 4;
+  const ranges = options.count * layerCount * 2 * 4;
+  const layerTable = layerCount * 2 * 4;
+  const labels = options.count * 4;
+  return codes + ranges + layerTable + labels;
+}
+
 /** Settings of {@linkcode quantize}. */
 export interface QuantizeOptions {
   /** One bit width for all layers or one per layer: 1..16, or 32 for raw f32. Default 8. */

@@ -69,15 +69,17 @@ export function psnr(actual: Uint8Array, expected: Uint8Array): number {
  * between the sorted values at position fraction * (n - 1), as NumPy's
  * default percentile method does.
  */
-export function percentile(values: readonly number[], fraction: number): number {
+export function percentile(values: ArrayLike<number>, fraction: number): number {
   if (values.length === 0) throw new Error("Cannot take a percentile of no values.");
   if (!(fraction >= 0 && fraction <= 1)) {
     throw new Error(`Percentile fraction ${fraction} is invalid: pass a number in 0..1.`);
   }
-  const sorted = [...values].sort((a, b) => a - b);
+  const sorted = Array.from(values).sort((a, b) => a - b);
   const position = fraction * (sorted.length - 1);
   const below = Math.floor(position);
   const above = Math.min(below + 1, sorted.length - 1);
+  // Equal neighbors (two exact fits at Infinity among them) need no interpolation.
+  if (position === below || sorted[above] === sorted[below]) return sorted[below];
   return sorted[below] + (sorted[above] - sorted[below]) * (position - below);
 }
 
