@@ -196,8 +196,14 @@ Deno.test("encode CLI with piped stderr prints plain progress lines", async () =
     // 2 batches of 1000 iterations report 20 times; a run under 10 s prints the first and the last.
     assert(lines.length >= 2, `progress lines:\n${lines.join("\n")}`);
     assert(lines.length < 20, `progress lines:\n${lines.join("\n")}`);
-    assertMatch(lines[0], /^encode 0\/4 images, [0-9.]+ images\/s, ETA \S+, batch mean PSNR -?[0-9.]+ dB$/);
-    assertMatch(lines.at(-1)!, /^encode 4\/4 images, [0-9.]+ images\/s, ETA 0s, batch mean PSNR [0-9.]+ dB$/);
+    assertMatch(
+      lines[0],
+      /^encode 0\/4 images, [0-9.]+ images\/s, ETA \S+, batch of 2 at iteration \d+\/1000, mean PSNR -?[0-9.]+ dB$/,
+    );
+    assertMatch(
+      lines.at(-1)!,
+      /^encode 4\/4 images, [0-9.]+ images\/s, ETA 0s, batch of 2 at iteration 1000\/1000, mean PSNR [0-9.]+ dB$/,
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }

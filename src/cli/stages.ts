@@ -222,7 +222,8 @@ export async function encodeStage(options: EncodeStageOptions, log: Log): Promis
           doneBefore: resume?.imagesDone ?? 0,
           startedAt: performance.now() - p.seconds * 1000,
           unit: "images",
-          status: `batch mean PSNR ${p.meanPsnr.toFixed(2)} dB`,
+          // Images count only once their batch ends, so the iteration shows progress inside a batch.
+          status: `batch of ${p.batchImages} at iteration ${p.iteration}/${p.iterations}, mean PSNR ${p.meanPsnr.toFixed(2)} dB`,
         });
       },
     })
