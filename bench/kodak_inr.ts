@@ -26,7 +26,7 @@ import { basename, dirname, extname, join } from "@std/path";
 import { decodeImage, type RgbImage } from "../src/data/image.ts";
 import { encodeRinr, readRinr, type RinrDataset, writeRinr } from "../src/format/mod.ts";
 import { Gpu } from "../src/gpu/device.ts";
-import { InrDecoder } from "../src/inr/decode.ts";
+import { psnrOnGpu } from "../src/cli/stages.ts";
 import { encodeImages } from "../src/inr/encode.ts";
 import { pruneAndTune } from "../src/inr/prune.ts";
 import { dequantize, quantize } from "../src/inr/quantize.ts";
@@ -241,26 +241,6 @@ async function fitTiles(
   return result.weights;
 }
 
-async function tilePsnr(gpu: Gpu, dataset: RinrDataset, tiles: Uint8Array): Promise<Float32Array> {
-  const decoder = await InrDecoder.create(gpu, dataset);
-  try {
-    const decoded = await decoder.decodeImages({});
-    const pixels = dataset.resolution * dataset.resolution * 3;
-    const result = new Float32Array(decoder.count);
-    for (let n = 0; n < decoder.count; n++) {
-      let sum = 0;
-      for (let i = n * pixels; i < (n + 1) * pixels; i++) {
-        const d = (decoded[i] - tiles[i]) / 255;
-        sum += d * d;
-      }
-      result[n] = sum === 0 ? Infinity : 10 * Math.log10(pixels / sum);
-    }
-    return result;
-  } finally {
-    decoder.destroy();
-  }
-}
-
 async function main(): Promise<void> {
   const settings = parseSettings();
   if (!settings) return;
@@ -311,7 +291,10 @@ async function main(): Promise<void> {
         psnr: new Float32Array(count),
         weights,
       };
-      const fp32 = imagePsnrFromTiles(await tilePsnr(gpu, base, tiles), tilesPerImage);
+      const fp32 = imagePsnrFromTiles(
+        await psnrOnGpu(gpu, base, weights, { side: settings.tile, images: tiles }),
+        tilesPerImage,
+      );
       fp32Notes.push(`${archName(arch)} (Q = ${q} per tile): fp32 fit ${mean(fp32).toFixed(2)} dB`);
       console.log(
         `${archName(arch)}: fp32 fit, mean PSNR ${
@@ -335,7 +318,10 @@ async function main(): Promise<void> {
           const quantized = quantize(arch, step.weights, { bits, mask: step.mask });
           const bytes = encodeRinr({ ...base, weights: quantized }, { entropy: "on" }).byteLength;
           const psnr = imagePsnrFromTiles(
-            await tilePsnr(gpu, { ...base, weights: dequantize(quantized) }, tiles),
+            await psnrOnGpu(gpu, base, dequantize(quantized), {
+              side: settings.tile,
+              images: tiles,
+            }),
             tilesPerImage,
           );
           const point = {

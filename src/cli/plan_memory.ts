@@ -2,21 +2,17 @@
 // plan needs no device. Each function mirrors the buffers that one GPU class
 // allocates; tests/cli_dry_run_test.ts compares them with real allocations.
 
-import {
-  packedLayout,
-  type QuantizedInrs,
-  residentDatasetBytes,
-  resolveLayerBits,
-} from "../inr/quantize.ts";
-
-export { residentDatasetBytes };
+import { packedCodeBytes, type QuantizedInrs, residentDatasetBytes } from "../inr/quantize.ts";
 import { paddedSlots } from "../inr/sampling.ts";
-import { type SirenArch, sirenLayers } from "../inr/siren.ts";
+import type { SirenArch } from "../inr/siren.ts";
 import { sirenImageBytes } from "../inr/siren_batch.ts";
 import { convOutputSize } from "../train/conv_shape.ts";
 import { maxPoolOutputSize } from "../train/pool.ts";
 import { SLOT_ALIGN } from "../train/params.ts";
 import { SMALL_INPUT_MAX } from "../train/resnet.ts";
+
+// Shared with `info`, which reports the resident bytes of a file.
+export { packedCodeBytes, residentDatasetBytes };
 
 /**
  * Bytes of one encode batch of `batch` images (SirenFitBatch): the per-image
@@ -26,17 +22,6 @@ export function encodeBatchBytes(
   options: { arch: SirenArch; side: number; batch: number; iterations: number },
 ): number {
   return options.batch * sirenImageBytes(options).total + options.iterations * 8;
-}
-
-/** Bytes of the packed codes of `count` images, one storage binding in InrDecoder. */
-export function packedCodeBytes(
-  options: { arch: SirenArch; count: number; bits: number | number[] | "f32" },
-): number {
-  const layerCount = sirenLayers(options.arch).length;
-  const bits = options.bits === "f32"
-    ? new Array(layerCount).fill(32)
-    : resolveLayerBits(options.arch, options.bits);
-  return options.count * packedLayout(options.arch, bits).wordsPerImage * 4;
 }
 
 /** Bytes of a quantized .rinr payload: codes and ranges, without header and labels. */

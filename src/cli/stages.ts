@@ -5,7 +5,7 @@
 import { basename, join, resolve } from "@std/path";
 import { type Dataset, DataError, detectDatasetKind, encodePng, loadDataset } from "../data/mod.ts";
 import { codeBitsPerImage, encodeQans } from "../format/entropy.ts";
-import { encodeRinr, encodeSafetensors, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
+import { encodeRinr, encodeSafetensors, type RinrDataset, type RinrFile, readRinr, writeRinr } from "../format/mod.ts";
 import { Gpu, GpuDeviceLostError } from "../gpu/device.ts";
 import { InrDecoder } from "../inr/decode.ts";
 import { encodeImages } from "../inr/encode.ts";
@@ -771,7 +771,13 @@ export async function sourceImages(file: RinrFile, override: string | undefined,
   }
 }
 
-export async function psnrOnGpu(gpu: Gpu, file: RinrFile, weights: Float32Array, source: Dataset): Promise<Float32Array> {
+/** PSNR in dB of each image that `weights` decode to, against the source pixels. */
+export async function psnrOnGpu(
+  gpu: Gpu,
+  file: RinrDataset,
+  weights: Float32Array,
+  source: Pick<Dataset, "side" | "images">,
+): Promise<Float32Array> {
   const decoder = await InrDecoder.create(gpu, { ...file, weights });
   try {
     return await psnrPerImage(decoder, source);
@@ -781,7 +787,7 @@ export async function psnrOnGpu(gpu: Gpu, file: RinrFile, weights: Float32Array,
 }
 
 /** PSNR in dB of each decoded 8-bit image against the source pixels. */
-export async function psnrPerImage(decoder: InrDecoder, source: Dataset): Promise<Float32Array> {
+export async function psnrPerImage(decoder: InrDecoder, source: Pick<Dataset, "side" | "images">): Promise<Float32Array> {
   const decoded = await decoder.decodeImages({});
   const pixels = source.side * source.side * 3;
   const psnr = new Float32Array(decoder.count);

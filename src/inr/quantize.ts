@@ -106,6 +106,17 @@ export function packedLayout(arch: SirenArch, bits: readonly number[]): PackedLa
   return { layerWordOffsets, wordsPerImage: words };
 }
 
+/** Returns the bytes of the packed codes of `count` images, one storage binding in InrDecoder. */
+export function packedCodeBytes(
+  options: { arch: SirenArch; count: number; bits: number | number[] | "f32" },
+): number {
+  const layerCount = sirenLayers(options.arch).length;
+  const bits = options.bits === "f32"
+    ? new Array(layerCount).fill(32)
+    : resolveLayerBits(options.arch, options.bits);
+  return options.count * packedLayout(options.arch, bits).wordsPerImage * 4;
+}
+
 /**
  * Returns the bytes that InrDecoder keeps resident for `count` images: packed codes,
  * ranges, the layer table and labels. `bits` is one width per layer, or
@@ -115,15 +126,10 @@ export function residentDatasetBytes(
   options: { arch: SirenArch; count: number; bits: number | number[] | "f32" },
 ): number {
   const layerCount = sirenLayers(options.arch).length;
-  const bits = options.bits === "f32"
-    ? new Array(layerCount).fill(32)
-    : resolveLayerBits(options.arch, options.bits);
-  const { wordsPerImage } = packedLayout(options.arch, bits);
-  const codes = options.count * wordsPerImage * 4;
   const ranges = options.count * layerCount * 2 * 4;
   const layerTable = layerCount * 2 * 4;
   const labels = options.count * 4;
-  return codes + ranges + layerTable + labels;
+  return packedCodeBytes(options) + ranges + layerTable + labels;
 }
 
 /** Settings of {@linkcode quantize}. */
