@@ -232,6 +232,8 @@ Deno.test("compress --rd-report writes the table, JSON and plot with JPEG and We
       "--json",
     ]);
     assertEquals(result.code, 0, result.stderr);
+    // Only the swept images are decoded, not every encoded one.
+    assertStringIncludes(result.stderr, "Loaded 4 images");
     const json = JSON.parse(await Deno.readTextFile(join(dir, "rd.json")));
     const methods = json.curves.map((curve: { method: string }) => curve.method);
     assert(methods.includes("rapid-inr, 4-bit layers"), methods.join("; "));

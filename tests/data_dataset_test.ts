@@ -2,7 +2,13 @@
 // labels, limits, resizing, errors), IDX files, CIFAR-10 binary batches, the
 // shipped Fashion-MNIST demo subset, and the tiny real folder when present.
 
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
 import { join } from "@std/path";
 import {
   CIFAR10_CLASSES,
@@ -18,6 +24,7 @@ import {
   loadImageFolder,
   readIdx,
   type RgbImage,
+  selectFirstSamples,
   selectSamples,
 } from "../src/data/mod.ts";
 import { assertClose } from "./_util.ts";
@@ -204,6 +211,31 @@ Deno.test("loadImageFolder reports bad folders", async () => {
     const isFile = await assertRejects(() => loadImageFolder(file), DataError);
     assertStringIncludes(isFile.message, "is a file");
   });
+});
+
+Deno.test("loadImageFolder first decodes a prefix", async () => {
+  await withTempDir(async (dir) => {
+    await makeImageFolder(dir);
+    const all = await loadImageFolder(dir, { limit: 5 });
+    const part = await loadImageFolder(dir, { limit: 5, first: 2 });
+    assertEquals(Array.from(part.labels), Array.from(all.labels.subarray(0, 2)));
+    assertEquals(part.images, all.images.subarray(0, 2 * 8 * 8 * 3));
+    assertEquals(part.selectedCount, 5);
+    assertEquals(all.selectedCount, 5);
+  });
+});
+
+Deno.test("selectFirstSamples cuts after selecting", () => {
+  const labels = [0, 0, 0, 1, 2, 2, 1, 0];
+  assertEquals(selectFirstSamples(labels, { limit: 5, first: 3 }), {
+    indices: [0, 1, 3],
+    selectedCount: 5,
+  });
+  assertEquals(selectFirstSamples(labels, { first: 20 }), {
+    indices: [0, 1, 2, 3, 4, 5, 6, 7],
+    selectedCount: 8,
+  });
+  assertThrows(() => selectFirstSamples(labels, { first: 0 }), RangeError, "first");
 });
 
 Deno.test("selectSamples limits", () => {

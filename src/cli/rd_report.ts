@@ -56,8 +56,8 @@ export async function rdReportStage(options: RdReportOptions, log: Log): Promise
     throw new UsageError(`${options.input} is already quantized. Sweep the fp32 file that encode wrote.`);
   }
   if (options.tuneIterations < 1) throw new UsageError("--rd-report needs --tune-iterations of at least 1.");
-  const source = await sourceImages(whole, options.source, log);
   const count = Math.min(options.images ?? whole.labels.length, whole.labels.length);
+  const source = await sourceImages(whole, options.source, log, { first: count });
   const q = sirenParamCount(whole.arch);
   const side = whole.resolution;
   const pixels = side * side;

@@ -51,6 +51,8 @@ export interface DatasetSpec {
   size?: number;
   limitPerClass?: number;
   limit?: number;
+  /** Decode only the first N selected images. */
+  first?: number;
   /** Fail on the first unreadable or corrupt image; default: skip it with a warning. */
   strict?: boolean;
   /** Largest fraction (0..1) of the requested images that may be skipped; default: the loader's, 0.01. */
@@ -65,6 +67,7 @@ export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
     size: spec.size,
     limitPerClass: spec.limitPerClass,
     limit: spec.limit,
+    first: spec.first,
     strict: spec.strict,
     maxBadFraction: spec.maxBadFraction,
     onWarning: (message: string) => log.warn(message),
@@ -746,19 +749,38 @@ export function countZeros(weights: QuantizedInrs): number {
 }
 
 
-export async function sourceImages(file: RinrFile, override: string | undefined, log: Log): Promise<Dataset> {
+/**
+ * Loads the source images of `file` as encode selected them. With `first`,
+ * only the file's first N images are decoded, unless the source has changed
+ * or skips bad images: then all are loaded, so the count check still holds.
+ */
+export async function sourceImages(
+  file: RinrFile,
+  override: string | undefined,
+  log: Log,
+  options: { first?: number } = {},
+): Promise<Dataset> {
   const encode = file.encode ?? {};
   const path = override ?? file.source;
   if (!path) throw new UsageError(`${file.name} records no source dataset. Pass --source with the encoded image folder.`);
+  const spec: DatasetSpec = {
+    path,
+    split: typeof encode.split === "string" ? encode.split : undefined,
+    size: file.resolution,
+    limitPerClass: typeof encode.limitPerClass === "number" ? encode.limitPerClass : undefined,
+    limit: typeof encode.limit === "number" ? encode.limit : undefined,
+    maxBadFraction: typeof encode.maxBadFraction === "number" && encode.maxBadFraction >= 0 && encode.maxBadFraction <= 1 ? encode.maxBadFraction : undefined,
+  };
   try {
-    const dataset = await loadSpec({
-      path,
-      split: typeof encode.split === "string" ? encode.split : undefined,
-      size: file.resolution,
-      limitPerClass: typeof encode.limitPerClass === "number" ? encode.limitPerClass : undefined,
-      limit: typeof encode.limit === "number" ? encode.limit : undefined,
-      maxBadFraction: typeof encode.maxBadFraction === "number" && encode.maxBadFraction >= 0 && encode.maxBadFraction <= 1 ? encode.maxBadFraction : undefined,
-    }, log);
+    if (options.first !== undefined && options.first < file.labels.length) {
+      // A bad image among the first N shifts the file's order, and the bad-image limit applies to all images.
+      const part = await loadSpec({ ...spec, first: options.first }, log).catch((error) => {
+        if (error instanceof DataError) return undefined;
+        throw error;
+      });
+      if (part && part.skipped?.length === 0 && part.selectedCount === file.labels.length) return part;
+    }
+    const dataset = await loadSpec(spec, log);
     if (dataset.labels.length !== file.labels.length) {
       throw new UsageError(`Source ${path} has ${dataset.labels.length} images but ${file.name} has ${file.labels.length}. Pass --source with the dataset that was encoded.`);
     }
@@ -771,7 +793,7 @@ export async function sourceImages(file: RinrFile, override: string | undefined,
   }
 }
 
-/** PSNR in dB of each image that `weights` decode to, against the source pixels. */
+/** Returns the PSNR in dB of each image that `weights` decode to, against the source pixels. */
 export async function psnrOnGpu(
   gpu: Gpu,
   file: RinrDataset,

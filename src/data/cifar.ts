@@ -9,7 +9,7 @@ import {
   checkSizeOption,
   type Dataset,
   type LoadOptions,
-  selectSamples,
+  selectFirstSamples,
 } from "./common.ts";
 import { DataError } from "./errors.ts";
 import { describeFsError, readFileOrThrow, statOrThrow } from "./files.ts";
@@ -103,7 +103,7 @@ export async function loadCifar10Binary(
 
   const classNames = await readCifarClassNames(files[0]) ?? CIFAR10_CLASSES;
   const side = options.size ?? SIDE;
-  const selected = selectSamples(labels, options);
+  const { indices: selected, selectedCount } = selectFirstSamples(labels, options);
   const images = allocatePixels(selected.length, side, files[0]);
   const outLabels = new Int32Array(selected.length);
   const paths: string[] = [];
@@ -123,7 +123,7 @@ export async function loadCifar10Binary(
     paths.push(`${files[file]}#${index}`);
   });
   options.onProgress?.(selected.length, selected.length);
-  return { images, labels: outLabels, classNames, paths, side, skipped: [] };
+  return { images, labels: outLabels, classNames, paths, side, skipped: [], selectedCount };
 }
 
 async function resolveBatchFiles(path: string, split: string): Promise<string[]> {

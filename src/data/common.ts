@@ -22,6 +22,11 @@ export interface Dataset {
    * order. The loaders always set it (empty when none were skipped).
    */
   skipped?: SkippedFile[];
+  /**
+   * Images that `limitPerClass` and `limit` selected, before the `first`
+   * option cut them. The loaders always set it.
+   */
+  selectedCount?: number;
 }
 
 /**
@@ -51,6 +56,11 @@ export interface LoadOptions extends BadImageOptions {
    * classes stay balanced. The result keeps the loader's order. Default: all.
    */
   limit?: number;
+  /**
+   * After `limitPerClass` and `limit`, decode only the first N of the selected
+   * images, in the loader's order. Default: all.
+   */
+  first?: number;
   /** Receives non-fatal problems, one line each, such as skipped files. Default: ignore them. */
   onWarning?: (message: string) => void;
   /** Receives (decoded images, images to decode) as decoding progresses. */
@@ -86,6 +96,22 @@ export function selectSamples(
     }
   }
   return selected.sort((a, b) => a - b);
+}
+
+/**
+ * Selects samples as {@linkcode selectSamples} does, then keeps the first
+ * `options.first` of them. Returns those indices and the count before the cut.
+ */
+export function selectFirstSamples(
+  labels: ArrayLike<number>,
+  options: Pick<LoadOptions, "limitPerClass" | "limit" | "first">,
+): { indices: number[]; selectedCount: number } {
+  checkLimit("first", options.first);
+  const indices = selectSamples(labels, options);
+  return {
+    indices: indices.slice(0, options.first ?? indices.length),
+    selectedCount: indices.length,
+  };
 }
 
 function checkLimit(name: string, value: number | undefined): void {

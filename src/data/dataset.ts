@@ -14,7 +14,7 @@ import {
   checkSizeOption,
   type Dataset,
   type LoadOptions,
-  selectSamples,
+  selectFirstSamples,
 } from "./common.ts";
 import { DataError } from "./errors.ts";
 import { compareCodeUnits, listFolder, readHead, readRegularFile, statOrThrow } from "./files.ts";
@@ -64,9 +64,8 @@ export async function loadImageFolder(root: string, options: LoadOptions = {}): 
   checkMaxBadFraction(options.maxBadFraction);
   const splitFolder = await resolveSplitFolder(root, options.split);
   const { classNames, files } = await scanClassFolders(splitFolder, options.onWarning);
-  const selected = selectSamples(files.map((file) => file.label), options).map((index) =>
-    files[index]
-  );
+  const { indices, selectedCount } = selectFirstSamples(files.map((file) => file.label), options);
+  const selected = indices.map((index) => files[index]);
   const policy = new BadImagePolicy(splitFolder, selected.length, options);
 
   let side = options.size;
@@ -123,6 +122,7 @@ export async function loadImageFolder(root: string, options: LoadOptions = {}): 
     paths,
     side: side ?? 0,
     skipped: policy.skipped,
+    selectedCount,
   };
 }
 

@@ -9,7 +9,7 @@ import {
   checkSizeOption,
   type Dataset,
   type LoadOptions,
-  selectSamples,
+  selectFirstSamples,
 } from "./common.ts";
 import { DataError } from "./errors.ts";
 import { describeFsError, readMaybeGzip } from "./files.ts";
@@ -165,7 +165,7 @@ export async function loadIdx(paths: IdxPaths, options: IdxLoadOptions = {}): Pr
       `images are ${width}x${height}, not square; pass the size option.`,
     );
   }
-  const selected = selectSamples(labels.data, options);
+  const { indices: selected, selectedCount } = selectFirstSamples(labels.data, options);
   const pixels = allocatePixels(selected.length, side, paths.images);
   const outLabels = new Int32Array(selected.length);
   const sourcePaths: string[] = [];
@@ -182,7 +182,15 @@ export async function loadIdx(paths: IdxPaths, options: IdxLoadOptions = {}): Pr
     sourcePaths.push(`${paths.images}#${index}`);
   });
   options.onProgress?.(selected.length, selected.length);
-  return { images: pixels, labels: outLabels, classNames, paths: sourcePaths, side, skipped: [] };
+  return {
+    images: pixels,
+    labels: outLabels,
+    classNames,
+    paths: sourcePaths,
+    side,
+    skipped: [],
+    selectedCount,
+  };
 }
 
 /** Returns the lines of `classes.txt` next to `file`, or undefined if there is none. */

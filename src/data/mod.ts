@@ -24,6 +24,7 @@ export {
   type DatasetSummary,
   describeDataset,
   type LoadOptions,
+  selectFirstSamples,
   selectSamples,
 } from "./common.ts";
 export {
