@@ -28,7 +28,7 @@ import { encodeRinr, readRinr, type RinrDataset, writeRinr } from "../src/format
 import { Gpu } from "../src/gpu/device.ts";
 import { psnrOnGpu } from "../src/cli/stages.ts";
 import { encodeImages } from "../src/inr/encode.ts";
-import { pruneAndTune } from "../src/inr/prune.ts";
+import { pruneAndTune, validateSparsities } from "../src/inr/prune.ts";
 import { dequantize, quantize } from "../src/inr/quantize.ts";
 import { type SirenArch, sirenLayers, sirenParamCount } from "../src/inr/siren.ts";
 import { codecCurves, codecSweep, createCodecCache } from "../src/report/codecs.ts";
@@ -91,6 +91,16 @@ function parsePositiveInteger(name: string, value: unknown, fallback: number): n
   return number;
 }
 
+function parseSparsities(value: string): number[] {
+  const sparsities = parseNumbers("sparsities", value);
+  try {
+    validateSparsities(sparsities);
+  } catch (error) {
+    throw new RangeError(`--sparsities ${value}: ${(error as Error).message}`);
+  }
+  return sparsities;
+}
+
 function parseArchs(value: string): SirenArch[] {
   return value.split(",").map((text) => {
     const match = /^(\d+)x(\d+)$/.exec(text.trim());
@@ -118,11 +128,18 @@ function parseSettings(): Settings | undefined {
       "tune-iterations",
     ],
     boolean: ["codecs", "force", "help"],
+    unknown: (argument: string) => {
+      throw new RangeError(`Unknown argument ${argument}. Run with --help for the options.`);
+    },
   });
-  if (args.help || !args.dir || !args.out) {
+  if (args.help) {
     console.log(HELP);
-    if (!args.help) Deno.exit(2);
     return undefined;
+  }
+  const missing = ["dir", "out"].filter((name) => !args[name]);
+  if (missing.length > 0) {
+    console.error(`error: missing ${missing.map((name) => `--${name}`).join(" and ")}.\n\n${HELP}`);
+    Deno.exit(2);
   }
   const learningRate = Number(args.lr ?? 5e-4);
   if (!(learningRate > 0)) throw new RangeError(`--lr must be a number > 0, got ${args.lr}.`);
@@ -139,8 +156,7 @@ function parseSettings(): Settings | undefined {
     iterations: parsePositiveInteger("iterations", args.iterations, 2000),
     learningRate,
     bits,
-    // pruneAndTune validates the schedule and names the bad entry.
-    sparsities: parseNumbers("sparsities", args.sparsities ?? "0,0.2,0.4"),
+    sparsities: parseSparsities(args.sparsities ?? "0,0.2,0.4"),
     tuneIterations: parsePositiveInteger("tune-iterations", args["tune-iterations"], 100),
     codecs: args.codecs,
     force: args.force,
@@ -152,12 +168,23 @@ async function loadImages(
   limit: number | undefined,
 ): Promise<{ names: string[]; images: RgbImage[] }> {
   const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && /\.png$/i.test(entry.name)) names.push(entry.name);
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && /\.png$/i.test(entry.name)) names.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
+      throw error;
+    }
+    throw new Error(`--dir ${dir} is not a folder. Pass the folder of the Kodak PNGs.`);
   }
   names.sort();
   if (limit !== undefined) names.splice(limit);
-  if (names.length === 0) throw new Error(`${dir} contains no PNG files.`);
+  if (names.length === 0) {
+    throw new Error(
+      `--dir ${dir} contains no PNG files. Pass the folder of the Kodak PNGs (kodim01.png to kodim24.png).`,
+    );
+  }
   const images: RgbImage[] = [];
   for (const name of names) {
     images.push(await decodeImage(await Deno.readFile(join(dir, name)), name));
@@ -194,14 +221,17 @@ async function fitTiles(
   });
   if (found) {
     const file = await readRinr(path);
-    if (
-      !(file.weights instanceof Float32Array) || file.resolution !== data.tile ||
-      file.labels.length !== data.count ||
-      JSON.stringify(file.arch) !== JSON.stringify(arch) ||
-      JSON.stringify(file.encode) !== JSON.stringify(record)
-    ) {
+    const kept = (file.encode ?? {}) as Record<string, unknown>;
+    const differing = Object.entries(record).filter(([key, value]) => kept[key] !== value).map((
+      [key],
+    ) => key);
+    if (JSON.stringify(file.arch) !== JSON.stringify(arch)) differing.push("SIREN shape");
+    if (!(file.weights instanceof Float32Array)) differing.push("fp32 weights");
+    if (differing.length > 0 || !(file.weights instanceof Float32Array)) {
       throw new Error(
-        `${path} contains a fit with other settings. Remove it or choose another --out.`,
+        `${path} contains a fit with other settings (${
+          differing.join(", ")
+        }). Remove it or choose another --out.`,
       );
     }
     console.log(`${archName(arch)}: reusing the fit in ${path}.`);
@@ -258,8 +288,12 @@ async function main(): Promise<void> {
   const totalPixels = images.reduce((sum, image) => sum + image.width * image.height, 0);
   const extension = extname(settings.out);
   const stem = join(dirname(settings.out), basename(settings.out, extension));
+  // Fail before hours of fitting rather than after them.
+  const folder = await Deno.stat(dirname(settings.out) || ".").catch(() => undefined);
+  if (!folder?.isDirectory) {
+    throw new Error(`The folder of --out ${settings.out} does not exist. Create it first.`);
+  }
   if (!settings.force) {
-    // Fail before hours of fitting rather than after them.
     for (const path of [settings.out, `${stem}.json`, `${stem}.svg`]) {
       if (await Deno.stat(path).then(() => true, () => false)) {
         throw new Deno.errors.AlreadyExists(`Report file ${path} already exists.`);

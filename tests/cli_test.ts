@@ -156,7 +156,10 @@ Deno.test("cli run resume reuses finished stages", async () => {
   const report = JSON.parse(resumed.stdout);
   assertEquals(report.encode.reused, true);
   assertEquals(report.compress.reused, true);
-  assertEquals(report.compress.residentBytes, JSON.parse(first.stdout).compress.residentBytes);
+  const fresh = JSON.parse(first.stdout).compress;
+  assertEquals(report.compress.residentBytes, fresh.residentBytes);
+  assertEquals(report.compress.layerToleranceDb, fresh.layerToleranceDb);
+  assertEquals(report.compress.sparsities, fresh.sparsities);
   // The file stores PSNR rounded to 0.01 dB.
   assert(Math.abs(report.encode.meanPsnr - JSON.parse(first.stdout).encode.meanPsnr) <= 0.005);
   assertEquals(await Deno.readFile(join(out, "encoded.rinr")), encodedBefore);

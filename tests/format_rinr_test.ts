@@ -402,7 +402,8 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   assertEquals(summary.psnr!.min, 30);
   // The 5th percentile of the six values (one infinite) lies a quarter of the way from the first to the second.
   assertAlmostEquals(summary.psnr!.p5, 30 + 0.25 * (finite[1] - 30), 1e-5);
-  assertEquals(summary.gpuBytes, residentDatasetBytes({ arch, count: 6, bits: [6, 8, 3] }));
+  assertEquals(summary.residentBytes, residentDatasetBytes({ arch, count: 6, bits: [6, 8, 3] }));
+  assertEquals(summary.residentBytesPerImage, summary.residentBytes / 6);
   assertEquals(summary.exactImages, 1);
   assertEquals(summary.ignoredSections, ["NOTE"]);
   assertEquals(summary.seed, 7);
@@ -410,7 +411,7 @@ Deno.test("summarizeRinr reports sizes and quality", async () => {
   const text = formatRinrSummary(summary);
   assert(text.includes("uniform, bits per layer [6, 8, 3]"), text);
   assert(text.includes("1 exact"), text);
-  assertStringIncludes(text, `${summary.gpuBytes} bytes resident during training`);
+  assertStringIncludes(text, `${summary.residentBytes} bytes resident during training`);
   assertStringIncludes(text, `5th percentile ${summary.psnr!.p5.toFixed(2)}`);
   assert(text.includes("NOTE"), text);
   await Deno.remove(folder, { recursive: true });

@@ -1231,6 +1231,9 @@ export async function reuseCompressed(
     p5Psnr: percentile(file.psnr, 0.05),
     sparsity: file.weights instanceof Float32Array ? 0 : countZeros(file.weights) / (file.labels.length * sirenParamCount(file.arch)),
     tuneIterations,
+    // The file records these settings, but not how many images took each step.
+    ...(typeof record.layerToleranceDb === "number" ? { layerToleranceDb: record.layerToleranceDb } : {}),
+    ...(Array.isArray(record.sparsities) ? { sparsities: record.sparsities as number[] } : {}),
     reused: true,
   };
 }

@@ -35,7 +35,9 @@ export interface RinrSummary {
   /** File bytes as a percentage of the raw RGB size N * R * R * 3 bytes. */
   percentOfRaw: number;
   /** Bytes the decoder keeps resident on the GPU during training: packed codes, ranges, labels and the layer table. */
-  gpuBytes: number;
+  residentBytes: number;
+  /** `residentBytes` per image; 0 for a file without images. */
+  residentBytesPerImage: number;
   /**
    * PSNR in dB: mean, minimum and maximum over images with a finite PSNR, and
    * the 5th percentile over all images, where exact fits count as infinite.
@@ -97,6 +99,11 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
   const compress = file.encode?.compress;
 
   const pixels = n * r * r;
+  const residentBytes = residentDatasetBytes({
+    arch: file.arch,
+    count: n,
+    bits: file.weights instanceof Float32Array ? "f32" : file.weights.bits,
+  });
   return {
     file: file.name,
     formatVersion: file.formatVersion,
@@ -114,11 +121,8 @@ export function summarizeRinrFile(file: RinrFile): RinrSummary {
     bitsPerWeight: n > 0 ? (weightBytes * 8) / (n * paramCount) : 0,
     bitsPerPixel: pixels > 0 ? (file.fileBytes * 8) / pixels : 0,
     percentOfRaw: pixels > 0 ? (100 * file.fileBytes) / (pixels * 3) : 0,
-    gpuBytes: residentDatasetBytes({
-      arch: file.arch,
-      count: n,
-      bits: file.weights instanceof Float32Array ? "f32" : file.weights.bits,
-    }),
+    residentBytes,
+    residentBytesPerImage: n > 0 ? residentBytes / n : 0,
     psnr: finite > 0
       ? { mean: sum / finite, p5: percentile(file.psnr, 0.05), min, max }
       : undefined,
@@ -156,10 +160,8 @@ export function formatRinrSummary(summary: RinrSummary): string {
     `size         ${summary.bitsPerPixel.toFixed(3)} bpp, ${
       summary.percentOfRaw.toFixed(1)
     }% of raw RGB`,
-    `on the GPU   ${summary.gpuBytes} bytes resident during training${
-      summary.imageCount > 0
-        ? ` (${(summary.gpuBytes / summary.imageCount).toFixed(0)} per image)`
-        : ""
+    `on the GPU   ${summary.residentBytes} bytes resident during training${
+      summary.imageCount > 0 ? ` (${summary.residentBytesPerImage.toFixed(0)} per image)` : ""
     }`,
     `PSNR         ${formatPsnr(summary)}`,
     `sections     ${summary.sections.map((s) => `${s.tag} ${s.bytes} B`).join(", ")}`,
