@@ -147,6 +147,11 @@ Deno.test("cli run resume reuses finished stages", async () => {
   const first = await cli([...args, "--json"]);
   assertEquals(first.code, 0, first.stderr);
   const encodedBefore = await Deno.readFile(join(out, "encoded.rinr"));
+  // A finished run is rejected before any stage is reused.
+  const finished = await cli([...args, "--resume"]);
+  assertEquals(finished.code, 2, finished.stderr);
+  assertStringIncludes(finished.stderr, "classifier.safetensors");
+  assert(!finished.stderr.includes("reusing"), finished.stderr);
   // As if training had been killed: the model file is missing.
   await Deno.remove(join(out, "classifier.safetensors"));
 

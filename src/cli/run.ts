@@ -5,7 +5,7 @@ import type { Command } from "./mod.ts";
 import { UsageError } from "./options.ts";
 import { COMPRESS_OPTIONS, compressOptions } from "./compress.ts";
 import { DATASET_OPTIONS, datasetSpec, ENCODE_OPTIONS, encodeOptions } from "./encode.ts";
-import { compressStage, encodeStage, reuseCompressed, reuseEncoded, trainStage } from "./stages.ts";
+import { checkTrainOutputs, compressStage, encodeStage, reuseCompressed, reuseEncoded, trainStage } from "./stages.ts";
 import { testSpec, TRAIN_OPTIONS, trainOptions } from "./train.ts";
 
 export const runCommand: Command = {
@@ -32,6 +32,8 @@ export const runCommand: Command = {
     const encodedPath = join(outDir, "encoded.rinr");
     const compressedPath = join(outDir, "compressed.rinr");
     const modelPath = join(outDir, "classifier.safetensors");
+    // The train stage would reject these too, but only after encode and compress.
+    await checkTrainOutputs({ output: modelPath, overwrite: values.force === true, resume: values.resume === true });
 
     // With --resume, a stage whose output is complete is reused, not redone:
     // a finished .rinr has no checkpoint file beside it.
