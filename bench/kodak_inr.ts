@@ -24,7 +24,14 @@
 import { parseArgs } from "@std/cli/parse-args";
 import { basename, dirname, extname, join } from "@std/path";
 import { decodeImage, type RgbImage } from "../src/data/image.ts";
-import { encodeRinr, readRinr, type RinrDataset, writeRinr } from "../src/format/mod.ts";
+import {
+  encodeRinr,
+  FormatError,
+  readRinr,
+  type RinrDataset,
+  writeRinr,
+} from "../src/format/mod.ts";
+import { DataError } from "../src/data/errors.ts";
 import { Gpu } from "../src/gpu/device.ts";
 import { psnrOnGpu } from "../src/cli/stages.ts";
 import { encodeImages } from "../src/inr/encode.ts";
@@ -59,6 +66,18 @@ const HELP = `Usage: deno run -A bench/kodak_inr.ts --dir DIR --out FILE.md [opt
 
 const FIRST_LAYER_BITS = 12;
 
+/** Invalid options or input files: reported without a stack trace, exit code 2. */
+class InputError extends Error {}
+
+/** The option that sets each field of a kept fit's record, for messages. */
+const RECORD_OPTIONS: Record<string, string> = {
+  images: "the images (--dir, --limit)",
+  tile: "--tile",
+  iterations: "--iterations",
+  learningRate: "--lr",
+  seed: "the seed",
+};
+
 interface Settings {
   dir: string;
   out: string;
@@ -77,7 +96,7 @@ interface Settings {
 function parseNumbers(name: string, value: string): number[] {
   const numbers = value.split(",").map(Number);
   if (numbers.some((number) => !Number.isFinite(number))) {
-    throw new RangeError(`--${name} must be a comma-separated list of numbers, got ${value}.`);
+    throw new InputError(`--${name} must be a comma-separated list of numbers, got ${value}.`);
   }
   return numbers;
 }
@@ -86,7 +105,7 @@ function parsePositiveInteger(name: string, value: unknown, fallback: number): n
   if (value === undefined) return fallback;
   const number = Number(value);
   if (!Number.isInteger(number) || number < 1) {
-    throw new RangeError(`--${name} must be a positive integer, got ${value}.`);
+    throw new InputError(`--${name} must be a positive integer, got ${value}.`);
   }
   return number;
 }
@@ -96,7 +115,7 @@ function parseSparsities(value: string): number[] {
   try {
     validateSparsities(sparsities);
   } catch (error) {
-    throw new RangeError(`--sparsities ${value}: ${(error as Error).message}`);
+    throw new InputError(`--sparsities ${value}: ${(error as Error).message}`);
   }
   return sparsities;
 }
@@ -105,7 +124,7 @@ function parseArchs(value: string): SirenArch[] {
   return value.split(",").map((text) => {
     const match = /^(\d+)x(\d+)$/.exec(text.trim());
     if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
-      throw new RangeError(
+      throw new InputError(
         `--archs takes shapes such as 3x24 (sine layers x width), got "${text}".`,
       );
     }
@@ -129,7 +148,7 @@ function parseSettings(): Settings | undefined {
     ],
     boolean: ["codecs", "force", "help"],
     unknown: (argument: string) => {
-      throw new RangeError(`Unknown argument ${argument}. Run with --help for the options.`);
+      throw new InputError(`Unknown argument ${argument}. Run with --help for the options.`);
     },
   });
   if (args.help) {
@@ -138,14 +157,17 @@ function parseSettings(): Settings | undefined {
   }
   const missing = ["dir", "out"].filter((name) => !args[name]);
   if (missing.length > 0) {
-    console.error(`error: missing ${missing.map((name) => `--${name}`).join(" and ")}.\n\n${HELP}`);
-    Deno.exit(2);
+    throw new InputError(
+      `Missing ${
+        missing.map((name) => `--${name}`).join(" and ")
+      }. Run with --help for the options.`,
+    );
   }
   const learningRate = Number(args.lr ?? 5e-4);
-  if (!(learningRate > 0)) throw new RangeError(`--lr must be a number > 0, got ${args.lr}.`);
+  if (!(learningRate > 0)) throw new InputError(`--lr must be a number > 0, got ${args.lr}.`);
   const bits = parseNumbers("bits", args.bits ?? "4,6,8");
   if (bits.some((width) => !Number.isInteger(width) || width < 2 || width > 16)) {
-    throw new RangeError(`--bits takes integer widths from 2 to 16, got ${args.bits}.`);
+    throw new InputError(`--bits takes integer widths from 2 to 16, got ${args.bits}.`);
   }
   return {
     dir: args.dir,
@@ -176,12 +198,12 @@ async function loadImages(
     if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
       throw error;
     }
-    throw new Error(`--dir ${dir} is not a folder. Pass the folder of the Kodak PNGs.`);
+    throw new InputError(`--dir ${dir} is not a folder. Pass the folder of the Kodak PNGs.`);
   }
   names.sort();
   if (limit !== undefined) names.splice(limit);
   if (names.length === 0) {
-    throw new Error(
+    throw new InputError(
       `--dir ${dir} contains no PNG files. Pass the folder of the Kodak PNGs (kodim01.png to kodim24.png).`,
     );
   }
@@ -222,13 +244,13 @@ async function fitTiles(
   if (found) {
     const file = await readRinr(path);
     const kept = (file.encode ?? {}) as Record<string, unknown>;
-    const differing = Object.entries(record).filter(([key, value]) => kept[key] !== value).map((
-      [key],
-    ) => key);
+    const differing = Object.entries(record)
+      .filter(([key, value]) => kept[key] !== value)
+      .map(([key]) => RECORD_OPTIONS[key]);
     if (JSON.stringify(file.arch) !== JSON.stringify(arch)) differing.push("SIREN shape");
     if (!(file.weights instanceof Float32Array)) differing.push("fp32 weights");
     if (differing.length > 0 || !(file.weights instanceof Float32Array)) {
-      throw new Error(
+      throw new InputError(
         `${path} contains a fit with other settings (${
           differing.join(", ")
         }). Remove it or choose another --out.`,
@@ -291,12 +313,14 @@ async function main(): Promise<void> {
   // Fail before hours of fitting rather than after them.
   const folder = await Deno.stat(dirname(settings.out) || ".").catch(() => undefined);
   if (!folder?.isDirectory) {
-    throw new Error(`The folder of --out ${settings.out} does not exist. Create it first.`);
+    throw new InputError(`The folder of --out ${settings.out} does not exist. Create it first.`);
   }
   if (!settings.force) {
     for (const path of [settings.out, `${stem}.json`, `${stem}.svg`]) {
       if (await Deno.stat(path).then(() => true, () => false)) {
-        throw new Deno.errors.AlreadyExists(`Report file ${path} already exists.`);
+        throw new InputError(
+          `Report file ${path} already exists. The --force option replaces the report.`,
+        );
       }
     }
   }
@@ -413,10 +437,12 @@ if (import.meta.main) {
   try {
     await main();
   } catch (error) {
-    const hint = error instanceof Deno.errors.AlreadyExists
-      ? " The --force option replaces the report."
-      : "";
-    console.error(`error: ${(error as Error).message}${hint}`);
-    Deno.exit(1);
+    // Tile sizes that do not divide an image raise RangeError; damaged PNGs and kept fits raise DataError and FormatError.
+    const input = error instanceof InputError || error instanceof RangeError ||
+      error instanceof DataError ||
+      error instanceof FormatError;
+    if (!input) throw error;
+    console.error(`error: ${error.message}`);
+    Deno.exit(2);
   }
 }

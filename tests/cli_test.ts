@@ -154,6 +154,11 @@ Deno.test("cli run resume reuses finished stages", async () => {
   assert(!finished.stderr.includes("reusing"), finished.stderr);
   // As if training had been killed: the model file is missing.
   await Deno.remove(join(out, "classifier.safetensors"));
+  // The dry run accepts the finished files that the run reuses.
+  const planned = await cli([...args, "--resume", "--dry-run"]);
+  assertEquals(planned.code, 0, planned.stderr);
+  assertStringIncludes(planned.stdout, `${join(out, "encoded.rinr")} (finished; --resume reuses it)`);
+  assertStringIncludes(planned.stdout, `${join(out, "compressed.rinr")} (finished; --resume reuses it)`);
 
   const resumed = await cli([...args, "--resume", "--json"]);
   assertEquals(resumed.code, 0, resumed.stderr);
@@ -170,7 +175,11 @@ Deno.test("cli run resume reuses finished stages", async () => {
   assertEquals(await Deno.readFile(join(out, "encoded.rinr")), encodedBefore);
 
   await Deno.remove(join(out, "classifier.safetensors"));
-  const changed = await cli([...args.map((a) => a === "30" ? "31" : a), "--resume"]);
+  const changedArgs = [...args.map((a) => a === "30" ? "31" : a), "--resume"];
+  const changedPlan = await cli([...changedArgs, "--dry-run"]);
+  assertEquals(changedPlan.code, 2, changedPlan.stderr);
+  assertStringIncludes(changedPlan.stderr, "--iterations is 31");
+  const changed = await cli(changedArgs);
   assertEquals(changed.code, 2, changed.stderr);
   assertStringIncludes(changed.stderr, "--iterations is 31");
   await Deno.remove(dir, { recursive: true });

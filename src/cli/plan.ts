@@ -13,7 +13,8 @@ import { packedLayout } from "../inr/quantize.ts";
 import type { SirenArch } from "../inr/siren.ts";
 import { maxBatchImages } from "../inr/siren_batch.ts";
 import { encodeOptions } from "./encode.ts";
-import { checkTrainOutputs, defaultCheckpointPath } from "./stages.ts";
+import { checkTrainOutputs, defaultCheckpointPath, reuseCompressed, reuseEncoded } from "./stages.ts";
+import { compressOptions } from "./compress.ts";
 import type { Log } from "./log.ts";
 import { type ParsedCommand, UsageError } from "./options.ts";
 import {
@@ -105,7 +106,7 @@ async function rejectLeftoverCheckpoints(command: string, parsed: ParsedCommand)
 
 // Fails on the first output that exists without --force, as the run would, and sums the peak.
 function finish(plan: DryRunPlan, force: boolean): void {
-  const existing = plan.outputs.find((o) => o.exists);
+  const existing = plan.outputs.find((o) => o.exists && !o.reused);
   if (existing && !force) {
     throw new UsageError(
       `Output ${existing.path} already exists. Choose another path or pass --force to replace it.`,
@@ -264,4 +265,34 @@ async function planRun(plan: DryRunPlan, parsed: ParsedCommand, log: Log): Promi
     values,
   }, log);
   await addOutput(plan, join(outDir, "classifier.safetensors"));
+  if (values.resume === true && values.force !== true) {
+    await markReused(plan, { path, encodedPath, compressedPath, values });
+  }
+}
+
+// Marks what `run --resume` would reuse, after the same settings checks, so
+// that those files do not fail the dry run as existing outputs.
+async function markReused(
+  plan: DryRunPlan,
+  paths: { path: string; encodedPath: string; compressedPath: string; values: ParsedCommand["values"] },
+): Promise<void> {
+  const { encodedPath, compressedPath, values } = paths;
+  const isFile = (file: string) => Deno.stat(file).then((info) => info.isFile, () => false);
+  const mark = (file: string) => {
+    const output = plan.outputs.find((o) => o.path === file);
+    if (output) output.reused = true;
+  };
+  const compressed = await isFile(compressedPath);
+  if (!await isFile(encodedPath) || await isFile(`${encodedPath}.partial`)) {
+    if (compressed) {
+      mark(compressedPath);
+      plan.notes.push(`The run checks ${compressedPath} against the new encode before it reuses the file.`);
+    }
+    return;
+  }
+  const encoded = await reuseEncoded(encodedPath, encodeOptions(paths.path, encodedPath, values));
+  mark(encodedPath);
+  if (!compressed) return;
+  await reuseCompressed(compressedPath, encoded, compressOptions(values));
+  mark(compressedPath);
 }

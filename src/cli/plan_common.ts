@@ -84,7 +84,8 @@ export interface DryRunPlan {
   gpuMemory: MemoryItem[];
   /** Largest sum of one stage's items. */
   peakGpuBytes: number;
-  outputs: { path: string; exists: boolean }[];
+  /** Files the command writes; `reused` marks a finished one that `run --resume` keeps. */
+  outputs: { path: string; exists: boolean; reused?: boolean }[];
   notes: string[];
 }
 

@@ -136,7 +136,12 @@ export function formatPlan(plan: DryRunPlan): string {
     lines.push(`    ${"largest stage".padEnd(40)} ${formatBytes(plan.peakGpuBytes)}`);
   }
   for (const output of plan.outputs) {
-    add("output", `${output.path}${output.exists ? " (exists; --force replaces it)" : " (new)"}`);
+    const state = output.reused
+      ? " (finished; --resume reuses it)"
+      : output.exists
+      ? " (exists; --force replaces it)"
+      : " (new)";
+    add("output", `${output.path}${state}`);
   }
   for (const note of plan.notes) add("note", note);
   return lines.join("\n");

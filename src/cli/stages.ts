@@ -77,7 +77,8 @@ export async function loadSpec(spec: DatasetSpec, log: Log): Promise<Dataset> {
   const count = dataset.labels.length;
   const skipped = dataset.skipped?.length ?? 0;
   const skippedNote = skipped > 0 ? `; skipped ${skipped} unreadable or corrupt image${skipped === 1 ? "" : "s"} (see the warnings)` : "";
-  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${dataset.classNames.length} classes from ${spec.path}${spec.split ? ` (${spec.split})` : ""}${skippedNote}.`);
+  const classes = new Set(dataset.labels).size;
+  log.info(`Loaded ${count} images of ${dataset.side}x${dataset.side} px in ${classes} ${classes === 1 ? "class" : "classes"} from ${spec.path}${spec.split ? ` (${spec.split})` : ""}${skippedNote}.`);
   return dataset;
 }
 
