@@ -62,6 +62,7 @@ const HELP = `Usage: deno run -A bench/kodak_inr.ts --dir DIR --out FILE.md [opt
   --sparsities LIST    pruning schedule (default 0,0.2,0.4)
   --tune-iterations N  fine-tuning iterations per pruning step (default 100)
   --codecs             also sweep JPEG and WebP qualities on the same images
+  --max-bpp X          right end of the plot's bpp axis (default 1.5)
   --force              replace existing report files`;
 
 const FIRST_LAYER_BITS = 12;
@@ -90,6 +91,7 @@ interface Settings {
   sparsities: number[];
   tuneIterations: number;
   codecs: boolean;
+  maxBpp: number;
   force: boolean;
 }
 
@@ -108,6 +110,12 @@ function parsePositiveInteger(name: string, value: unknown, fallback: number): n
     throw new InputError(`--${name} must be a positive integer, got ${value}.`);
   }
   return number;
+}
+
+function parseMaxBpp(value: unknown): number {
+  const maxBpp = Number(value ?? 1.5);
+  if (!(maxBpp > 0)) throw new InputError(`--max-bpp must be a number > 0, got ${value}.`);
+  return maxBpp;
 }
 
 function parseSparsities(value: string): number[] {
@@ -145,6 +153,7 @@ function parseSettings(): Settings | undefined {
       "bits",
       "sparsities",
       "tune-iterations",
+      "max-bpp",
     ],
     boolean: ["codecs", "force", "help"],
     unknown: (argument: string) => {
@@ -181,6 +190,7 @@ function parseSettings(): Settings | undefined {
     sparsities: parseSparsities(args.sparsities ?? "0,0.2,0.4"),
     tuneIterations: parsePositiveInteger("tune-iterations", args["tune-iterations"], 100),
     codecs: args.codecs,
+    maxBpp: parseMaxBpp(args["max-bpp"]),
     force: args.force,
   };
 }
@@ -428,7 +438,7 @@ async function main(): Promise<void> {
         fp32Notes.join("; ")
       }`,
     overwrite: settings.force,
-    plot: { bppRange: [0, 1.5] },
+    plot: { bppRange: [0, settings.maxBpp] },
   });
   console.log(`${seconds.toFixed(0)} s; wrote ${paths.markdown}, ${paths.json}, ${paths.svg}`);
 }
