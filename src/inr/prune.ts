@@ -127,14 +127,10 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
   const pixels = side * side;
   const count = options.weights.length / q;
   if (!Number.isInteger(count) || count < 1) {
-    throw new RangeError(
-      `Weights have ${options.weights.length} values, not a positive multiple of Q = ${q}.`,
-    );
+    throw new RangeError(`Weights have ${options.weights.length} values, not a positive multiple of Q = ${q}.`);
   }
   if (images.length !== count * pixels * 3) {
-    throw new RangeError(
-      `Images have ${images.length} bytes; expected ${count} x ${side} x ${side} x 3.`,
-    );
+    throw new RangeError(`Images have ${images.length} bytes; expected ${count} x ${side} x ${side} x 3.`);
   }
   const bits = resolveLayerBits(arch, options.bits);
   const sparsities = options.sparsities ?? DEFAULT_SPARSITIES;
@@ -145,13 +141,10 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
   }
   const learningRate = options.learningRate ?? 1e-4;
   const layerCount = sirenLayers(arch).length;
-  const prunable = options.prunableLayers ??
-    Array.from({ length: layerCount - 1 }, (_, l) => l + 1);
+  const prunable = options.prunableLayers ?? Array.from({ length: layerCount - 1 }, (_, l) => l + 1);
   for (const l of prunable) {
     if (!Number.isInteger(l) || l < 0 || l >= layerCount) {
-      throw new RangeError(
-        `Prunable layer ${l} does not exist: the SIREN has layers 0..${layerCount - 1}.`,
-      );
+      throw new RangeError(`Prunable layer ${l} does not exist: the SIREN has layers 0..${layerCount - 1}.`);
     }
   }
   const progressEvery = options.progressEvery ?? 50;
@@ -159,11 +152,7 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
   const quantization = { bits };
   const memoryBytes = options.memoryBytes ?? 2 * 1024 ** 3;
   const maxImages = maxBatchImages(gpu, { arch, side, memoryBytes, quantization });
-  const requestedBatch = chooseBatchSize({
-    count,
-    maxImages,
-    requested: options.resume?.batchSize ?? options.batchSize,
-  });
+  const requestedBatch = chooseBatchSize({ count, maxImages, requested: options.resume?.batchSize ?? options.batchSize });
   const steps: PruneStep[] = sparsities.map((sparsity) => ({
     sparsity,
     weights: new Float32Array(count * q),
@@ -196,12 +185,7 @@ export async function pruneAndTune(gpu: Gpu, options: PruneOptions): Promise<Pru
           done += run * n;
           if (options.onProgress) {
             const best = (await batch.readScores()).best;
-            options.onProgress({
-              done,
-              total,
-              step: k,
-              meanPsnr: best.reduce((a, b) => a + b, 0) / n,
-            });
+            options.onProgress({ done, total, step: k, meanPsnr: best.reduce((a, b) => a + b, 0) / n });
           }
         }
         const scores = await batch.readScores();
@@ -243,30 +227,18 @@ function applyResume(
   const { count, q, steps } = target;
   const done = resume.imagesDone;
   if (!Number.isInteger(done) || done < 0 || done > count) {
-    throw new RangeError(
-      `resume.imagesDone must be an integer between 0 and ${count}, got ${done}.`,
-    );
+    throw new RangeError(`resume.imagesDone must be an integer between 0 and ${count}, got ${done}.`);
   }
   if (resume.steps.length !== steps.length) {
-    throw new RangeError(
-      `resume has ${resume.steps.length} steps, but the schedule has ${steps.length}.`,
-    );
+    throw new RangeError(`resume has ${resume.steps.length} steps, but the schedule has ${steps.length}.`);
   }
   resume.steps.forEach((step, k) => {
     if (step.sparsity !== steps[k].sparsity) {
-      throw new RangeError(
-        `resume step ${k} has sparsity ${step.sparsity}, but the schedule has ${
-          steps[k].sparsity
-        }.`,
-      );
+      throw new RangeError(`resume step ${k} has sparsity ${step.sparsity}, but the schedule has ${steps[k].sparsity}.`);
     }
-    if (
-      step.weights.length !== done * q || step.mask.length !== done * q || step.psnr.length !== done
-    ) {
+    if (step.weights.length !== done * q || step.mask.length !== done * q || step.psnr.length !== done) {
       throw new RangeError(
-        `resume step ${k} must hold ${done * q} weights, ${
-          done * q
-        } mask entries and ${done} PSNR values ` +
+        `resume step ${k} must hold ${done * q} weights, ${done * q} mask entries and ${done} PSNR values ` +
           `for ${done} images, got ${step.weights.length}, ${step.mask.length} and ${step.psnr.length}.`,
       );
     }
@@ -279,15 +251,11 @@ function applyResume(
 
 /** Throws a RangeError naming the entry unless `sparsities` is a non-empty, non-decreasing list in [0, 1). */
 export function validateSparsities(sparsities: readonly number[]): void {
-  if (sparsities.length === 0) {
-    throw new RangeError("The sparsity schedule is empty; give at least one sparsity, such as 0.");
-  }
+  if (sparsities.length === 0) throw new RangeError("The sparsity schedule is empty; give at least one sparsity, such as 0.");
   sparsities.forEach((s, k) => {
     if (!(s >= 0 && s < 1)) throw new RangeError(`Sparsity ${s} (step ${k}) must be in [0, 1).`);
     if (k > 0 && s < sparsities[k - 1]) {
-      throw new RangeError(
-        `Sparsities must not decrease, but step ${k} has ${s} after ${sparsities[k - 1]}.`,
-      );
+      throw new RangeError(`Sparsities must not decrease, but step ${k} has ${s} after ${sparsities[k - 1]}.`);
     }
   });
 }
@@ -314,8 +282,7 @@ export function pruneByMagnitude(
       const size = layer.outputs * layer.inputs;
       const prune = Math.floor(input.sparsity * size);
       const order = Array.from({ length: size }, (_, k) => k);
-      const magnitude = (k: number) =>
-        mask[start + k] === 0 ? -1 : Math.abs(input.weights[start + k]);
+      const magnitude = (k: number) => mask[start + k] === 0 ? -1 : Math.abs(input.weights[start + k]);
       order.sort((a, b) => magnitude(a) - magnitude(b) || a - b);
       for (let k = 0; k < prune; k++) mask[start + order[k]] = 0;
     }
@@ -332,16 +299,8 @@ export function keptCounts(mask: Uint8Array, paramCount: number): Uint32Array {
 
 /** Rule by which {@linkcode selectSteps} picks a step per image. */
 export type StepSelection =
-  | {
-    kind: "psnr-drop"; /** Largest allowed PSNR loss against the fp32 fit, dB. */
-    maxDrop: number; /** fp32 PSNR per image, dB. */
-    reference: ArrayLike<number>;
-  }
-  | {
-    kind: "size"; /** Largest total estimated size, bits. */
-    maxBits: number; /** Estimated bits per image per step, [steps][N]. */
-    stepBits: Float64Array[];
-  };
+  | { kind: "psnr-drop"; /** Largest allowed PSNR loss against the fp32 fit, dB. */ maxDrop: number; /** fp32 PSNR per image, dB. */ reference: ArrayLike<number> }
+  | { kind: "size"; /** Largest total estimated size, bits. */ maxBits: number; /** Estimated bits per image per step, [steps][N]. */ stepBits: Float64Array[] };
 
 /**
  * Picks one step per image. "psnr-drop" takes the sparsest step whose PSNR is
