@@ -14,12 +14,18 @@ export interface CliResult {
 }
 
 /** Runs main.ts with `args`; `env` adds or replaces environment variables. */
-export async function spawnCli(
+export function spawnCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return spawnScript(MAIN, args, env);
+}
+
+/** Runs the Deno script at `path` with `args`, as {@linkcode spawnCli} runs main.ts. */
+export async function spawnScript(
+  path: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<CliResult> {
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", MAIN, ...args],
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", path, ...args],
     env: {
       DENO_WEBGPU_BACKEND: Deno.env.get("DENO_WEBGPU_BACKEND") ?? "vulkan",
       NO_COLOR: "1",

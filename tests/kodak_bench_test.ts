@@ -6,34 +6,12 @@ import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { join } from "@std/path";
 import { encodePng } from "../src/data/mod.ts";
 import { readRinr } from "../src/format/mod.ts";
-import type { CliResult } from "./_cli.ts";
+import { type CliResult, spawnScript } from "./_cli.ts";
 
 const BENCH = new URL("../bench/kodak_inr.ts", import.meta.url).pathname;
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
-async function runBench(args: string[]): Promise<CliResult> {
-  const command = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--config",
-      CONFIG,
-      BENCH,
-      ...args,
-    ],
-    env: { DENO_WEBGPU_BACKEND: Deno.env.get("DENO_WEBGPU_BACKEND") ?? "vulkan", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const output = await command.output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function runBench(args: string[]): Promise<CliResult> {
+  return spawnScript(BENCH, args);
 }
 
 /** Writes two 32x16 gradient PNGs, each two 16 px tiles wide. */
