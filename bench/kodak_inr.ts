@@ -253,9 +253,9 @@ async function fitTiles(
   });
   if (found) {
     const file = await readRinr(path);
-    const kept = (file.encode ?? {}) as Record<string, unknown>;
+    const stored = (file.encode ?? {}) as Record<string, unknown>;
     const differing = Object.entries(record)
-      .filter(([key, value]) => kept[key] !== value)
+      .filter(([key, value]) => stored[key] !== value)
       .map(([key]) => RECORD_OPTIONS[key]);
     if (JSON.stringify(file.arch) !== JSON.stringify(arch)) differing.push("SIREN shape");
     if (!(file.weights instanceof Float32Array)) differing.push("fp32 weights");
@@ -447,7 +447,7 @@ if (import.meta.main) {
   try {
     await main();
   } catch (error) {
-    // Tile sizes that do not divide an image raise RangeError; damaged PNGs and kept fits raise DataError and FormatError.
+    // A tile side that does not divide an image raises a RangeError. Damaged PNGs and fit files raise DataError and FormatError.
     const input = error instanceof InputError || error instanceof RangeError ||
       error instanceof DataError ||
       error instanceof FormatError;

@@ -442,7 +442,7 @@ Deno.test("cutTiles orders tiles row by row", () => {
   const tiles = cutTiles({ width, height, rgb }, 2, "grid.png");
   assertEquals(tileGrid({ width, height }, 2, "grid.png"), { columns: 3, rows: 2 });
   assertEquals(tiles.length, rgb.length);
-  // Tile t covers columns 2 (t % 3) .. + 1 and rows 2 floor(t / 3) .. + 1.
+  // Tile t starts at column 2 (t % 3) and row 2 floor(t / 3), and spans two of each.
   for (let t = 0; t < 6; t++) {
     for (let y = 0; y < 2; y++) {
       for (let x = 0; x < 2; x++) {

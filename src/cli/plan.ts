@@ -266,7 +266,7 @@ async function planRun(plan: DryRunPlan, parsed: ParsedCommand, log: Log): Promi
   }, log);
   await addOutput(plan, join(outDir, "classifier.safetensors"));
   if (values.resume === true && values.force !== true) {
-    await markReused(plan, { path, encodedPath, compressedPath, values });
+    await markReused(plan, { dataset: path, encodedPath, compressedPath, values });
   }
 }
 
@@ -274,9 +274,9 @@ async function planRun(plan: DryRunPlan, parsed: ParsedCommand, log: Log): Promi
 // that those files do not fail the dry run as existing outputs.
 async function markReused(
   plan: DryRunPlan,
-  paths: { path: string; encodedPath: string; compressedPath: string; values: ParsedCommand["values"] },
+  run: { dataset: string; encodedPath: string; compressedPath: string; values: ParsedCommand["values"] },
 ): Promise<void> {
-  const { encodedPath, compressedPath, values } = paths;
+  const { dataset, encodedPath, compressedPath, values } = run;
   const isFile = (file: string) => Deno.stat(file).then((info) => info.isFile, () => false);
   const mark = (file: string) => {
     const output = plan.outputs.find((o) => o.path === file);
@@ -290,7 +290,7 @@ async function markReused(
     }
     return;
   }
-  const encoded = await reuseEncoded(encodedPath, encodeOptions(paths.path, encodedPath, values));
+  const encoded = await reuseEncoded(encodedPath, encodeOptions(dataset, encodedPath, values));
   mark(encodedPath);
   if (!compressed) return;
   await reuseCompressed(compressedPath, encoded, compressOptions(values));

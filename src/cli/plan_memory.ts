@@ -11,7 +11,7 @@ import { maxPoolOutputSize } from "../train/pool.ts";
 import { SLOT_ALIGN } from "../train/params.ts";
 import { SMALL_INPUT_MAX } from "../train/resnet.ts";
 
-// Shared with `info`, which reports the resident bytes of a file.
+// Defined next to the packed layout and re-exported with the other estimates.
 export { packedCodeBytes, residentDatasetBytes };
 
 /**

@@ -13,8 +13,8 @@ import { encodePreset } from "../inr/presets.ts";
 import { chooseLayerBitsLadder } from "../inr/layer_bits.ts";
 import { DEFAULT_SPARSITIES, pruneAndTune, selectSteps } from "../inr/prune.ts";
 import { dequantize, type QuantizedInrs, quantize, residentDatasetBytes, resolveLayerBits } from "../inr/quantize.ts";
-import { percentile } from "../report/rd.ts";
 import { type SirenArch, sirenParamCount } from "../inr/siren.ts";
+import { percentile } from "../report/rd.ts";
 import { cosineLearningRate, type InputKind, train, type TrainInput } from "../train/trainer.ts";
 import {
   checkTrainFingerprint,
@@ -748,7 +748,6 @@ export function countZeros(weights: QuantizedInrs): number {
   for (const v of values) if (v === 0) zeros++;
   return zeros;
 }
-
 
 /**
  * Loads the source images of `file` as encode selected them. With `first`,

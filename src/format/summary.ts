@@ -1,8 +1,8 @@
 // The figures that `rapid-inr info` prints about a .rinr file.
 
 import { dequantize, residentDatasetBytes } from "../inr/quantize.ts";
-import { percentile } from "../report/rd.ts";
 import type { SirenArch } from "../inr/siren.ts";
+import { percentile } from "../report/rd.ts";
 import type { RinrFile } from "./rinr.ts";
 import { readRinr } from "./rinr_file.ts";
 
